@@ -1,0 +1,263 @@
+"""Cluster identity and the shared-secret check on every RPC.
+
+Owns the secret file format, the server interceptor that refuses calls without
+the secret, and the client-side helpers that add it. Every dfs server and
+client uses these; none rolls its own. The secret is never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import stat
+import tomllib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import grpc
+import grpc.aio
+
+log = logging.getLogger(__name__)
+
+SECRET_METADATA_KEY = "x-dfs-secret"
+# The standard health service stays open so load balancers and test harnesses
+# can probe a server without the secret; it reveals nothing but SERVING.
+EXEMPT_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
+SECRET_FILE_NAME = "secret"
+SECRET_BYTES = 32
+
+
+class SecretError(Exception):
+    """A secret file that is missing, unreadable, malformed or too open."""
+
+
+@dataclass(frozen=True)
+class ClusterSecret:
+    """The identity of a cluster and the token every RPC must carry."""
+
+    cluster_id: str
+    token: str
+
+    def __repr__(self) -> str:  # never print the token, even by accident
+        return f"ClusterSecret(cluster_id={self.cluster_id!r}, token=<hidden>)"
+
+
+def new_secret() -> ClusterSecret:
+    return ClusterSecret(
+        cluster_id=secrets.token_hex(8), token=secrets.token_hex(SECRET_BYTES)
+    )
+
+
+def write_secret(path: Path, secret: ClusterSecret) -> None:
+    """Create `path` with mode 0600; refuses to overwrite an existing file."""
+    text = f'cluster_id = "{secret.cluster_id}"\nsecret = "{secret.token}"\n'
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_secret(path: Path) -> ClusterSecret:
+    try:
+        mode = path.stat().st_mode
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SecretError(f"cannot read secret file {path}: {err.strerror}") from err
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SecretError(f"secret file {path} is readable by others; chmod 600 it")
+    try:
+        fields = tomllib.loads(raw.decode())
+        cluster_id, token = fields["cluster_id"], fields["secret"]
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError) as err:
+        raise SecretError(f"secret file {path} is malformed: {err}") from err
+    if not isinstance(cluster_id, str) or not isinstance(token, str) or len(token) < 32:
+        raise SecretError(f"secret file {path} is malformed: bad cluster_id or secret")
+    return ClusterSecret(cluster_id=cluster_id, token=token)
+
+
+def init_cluster_dir(directory: Path) -> tuple[Path, ClusterSecret]:
+    """`dfs init`: make DIR/secret with a new cluster id and secret."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / SECRET_FILE_NAME
+    secret = new_secret()
+    try:
+        write_secret(path, secret)
+    except FileExistsError as err:
+        raise SecretError(f"{path} already exists; refusing to replace a cluster secret") from err
+    return path, secret
+
+
+# ---------------------------------------------------------------- server side
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+UNAUTHENTICATED_MESSAGE = "missing or wrong cluster secret"
+
+
+async def _refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+
+
+def _refusing_handler(real: Handler | None) -> Handler:
+    """A handler of the same shape as `real` that aborts with UNAUTHENTICATED."""
+    if real is None:
+        return grpc.unary_unary_rpc_method_handler(_refuse)
+    serde = {
+        "request_deserializer": real.request_deserializer,
+        "response_serializer": real.response_serializer,
+    }
+    if real.request_streaming and real.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(_refuse, **serde)
+    if real.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(_refuse, **serde)
+    if real.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(_refuse, **serde)
+    return grpc.unary_unary_rpc_method_handler(_refuse, **serde)
+
+
+def presented_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> bytes | None:
+    for key, value in metadata or ():
+        if key == SECRET_METADATA_KEY:
+            return value.encode() if isinstance(value, str) else value
+    return None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses every call that does not carry the cluster secret.
+
+    `secret=None` is the explicit insecure mode (`--insecure`, tests only).
+    """
+
+    def __init__(self, secret: ClusterSecret | None) -> None:
+        self._expected = secret.token.encode() if secret else None
+
+    def accepts(self, method: str, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
+        if self._expected is None or method.startswith(EXEMPT_METHOD_PREFIXES):
+            return True
+        presented = presented_token(metadata)
+        # compare_digest on equal-typed bytes runs in time independent of content.
+        return presented is not None and hmac.compare_digest(presented, self._expected)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        method = handler_call_details.method
+        if self.accepts(method, handler_call_details.invocation_metadata):
+            return await continuation(handler_call_details)
+        log.debug("refused unauthenticated call to %s", method)
+        return _refusing_handler(await continuation(handler_call_details))
+
+
+# ---------------------------------------------------------------- client side
+
+
+def secret_metadata(secret: ClusterSecret | None) -> tuple[tuple[str, str], ...]:
+    return ((SECRET_METADATA_KEY, secret.token),) if secret else ()
+
+
+def _with_secret_aio(
+    details: grpc.aio.ClientCallDetails, extra: tuple[tuple[str, str], ...]
+) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()), *extra)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class AioSecretInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds the cluster secret to every call on a grpc.aio channel."""
+
+    def __init__(self, secret: ClusterSecret) -> None:
+        self._extra = secret_metadata(secret)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_secret_aio(details, self._extra), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_secret_aio(details, self._extra), request)
+
+    async def intercept_stream_unary(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_with_secret_aio(details, self._extra), request_iterator)
+
+    async def intercept_stream_stream(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_with_secret_aio(details, self._extra), request_iterator)
+
+
+@dataclass(frozen=True)
+class _SyncCallDetails(grpc.ClientCallDetails):
+    method: str
+    timeout: float | None
+    metadata: tuple[tuple[str, str | bytes], ...] | None
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+
+
+class SyncSecretInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds the cluster secret to every call on a synchronous channel (CLI tools)."""
+
+    def __init__(self, secret: ClusterSecret) -> None:
+        self._extra = secret_metadata(secret)
+
+    def _details(self, details: Any) -> _SyncCallDetails:
+        return _SyncCallDetails(
+            details.method,
+            details.timeout,
+            (*(details.metadata or ()), *self._extra),
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+def aio_channel(addr: str, secret: ClusterSecret | None) -> grpc.aio.Channel:
+    """A grpc.aio channel to `addr` whose every call carries the secret."""
+    interceptors = [AioSecretInterceptor(secret)] if secret else None
+    return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+def sync_channel(addr: str, secret: ClusterSecret | None) -> grpc.Channel:
+    """A synchronous channel to `addr` whose every call carries the secret."""
+    channel = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+    if secret is None:
+        return channel
+    return grpc.intercept_channel(channel, SyncSecretInterceptor(secret))

@@ -1,0 +1,162 @@
+"""The `dfs` command: one entry point for servers, the mount, the local cluster and admin.
+
+Each subcommand parses its flags (also from `--config FILE.toml` for servers)
+and hands over to the module that owns the work; this file holds no policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from dfs import __version__
+from dfs.auth import SecretError, init_cluster_dir
+from dfs.config import ConfigError, apply_config
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"dfs: {message}", file=sys.stderr)
+    return code
+
+
+def not_yet(what: str) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        return fail(f"{args.command}: not available yet ({what})")
+
+    return run
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    try:
+        path, secret = init_cluster_dir(Path(args.dir))
+    except SecretError as err:
+        return fail(f"init: {err}")
+    except OSError as err:
+        return fail(f"init: cannot create {args.dir}: {err.strerror}")
+    print(f"cluster {secret.cluster_id}: secret written to {path} (mode 0600)")
+    return EXIT_OK
+
+
+def add_server_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.toml", help="read any of these flags from a TOML file")
+    p.add_argument("--secret", metavar="FILE", help="cluster secret file made by `dfs init`")
+    p.add_argument("--insecure", action="store_true",
+                   help="serve without a secret (tests only: anyone can call)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+
+
+def build_parser() -> tuple[Parser, dict[str, Parser]]:
+    """The `dfs` parser and its subcommand parsers by name."""
+    parser = Parser(prog="dfs", description="dfs: a distributed file system. Metadata servers "
+                    "replicate the namespace through Multi-Paxos, data servers hold chunks placed "
+                    "by consistent hashing, and a FUSE mount shows it all as a POSIX directory.")
+    parser.add_argument("--version", action="version", version=f"dfs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("init", help="create a cluster id and secret",
+                       description="Write DIR/secret (mode 0600): a new cluster id and a "
+                       "random secret that servers, mounts and the admin tool take with --secret.")
+    p.add_argument("--dir", required=True, help="directory for the secret file")
+    p.set_defaults(run=cmd_init)
+
+    p = sub.add_parser("meta", help="run a metadata server",
+                       description="Run one metadata replica in the foreground: a member of the "
+                       "Multi-Paxos group that replicates the namespace.")
+    p.add_argument("--id", type=int, help="replica id, unique in the group")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to serve on")
+    p.add_argument("--peers", metavar="ID=HOST:PORT,...",
+                   help="initial members; only used to bootstrap an empty data dir")
+    p.add_argument("--join", metavar="HOST:PORT", help="join a running group through this member")
+    p.add_argument("--data-dir", metavar="DIR", help="WAL and snapshots live here")
+    add_server_common(p)
+    p.set_defaults(run=not_yet("the metadata server arrives with the server-process issue"))
+
+    p = sub.add_parser("data", help="run a data server",
+                       description="Run one data server in the foreground: stores chunks placed "
+                       "on it by the consistent-hash ring.")
+    p.add_argument("--id", type=int, help="data server id, unique in the cluster")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to serve on")
+    p.add_argument("--meta", metavar="HOST:PORT,...", help="metadata servers")
+    p.add_argument("--data-dir", metavar="DIR", help="chunks live here")
+    p.add_argument("--weight", type=int, default=100, help="relative capacity")
+    p.add_argument("--domain", default="", help="failure-domain label (rack, host)")
+    add_server_common(p)
+    p.set_defaults(run=not_yet("the data server arrives with the data-server issue"))
+
+    p = sub.add_parser("mount", help="mount the cluster as a local directory",
+                       description="Mount the cluster at MOUNTPOINT through FUSE, in the "
+                       "foreground; SIGTERM or `dfs umount` flushes and unmounts.")
+    p.add_argument("mountpoint", help="an empty directory")
+    p.add_argument("--meta", metavar="HOST:PORT,...", help="metadata servers")
+    p.add_argument("--cluster", metavar="DIR/cluster.json", help="a local cluster made by `dfs up`")
+    p.add_argument("-o", dest="options", action="append", default=[], help="mount options")
+    add_server_common(p)
+    p.set_defaults(run=not_yet("the mount arrives with the FUSE issue"))
+
+    p = sub.add_parser("umount", help="flush and unmount a dfs mount",
+                       description="Flush buffered writes and unmount MOUNTPOINT.")
+    p.add_argument("mountpoint")
+    p.set_defaults(run=not_yet("the mount arrives with the FUSE issue"))
+
+    p = sub.add_parser("up", help="start a local cluster and mount it",
+                       description="Start a local cluster (default 3 metadata, 4 data servers) "
+                       "with its state under DIR, and mount it at DIR/mnt.")
+    p.add_argument("--dir", default=".dfs", help="cluster state directory")
+    p.add_argument("--meta", type=int, default=3, help="metadata servers")
+    p.add_argument("--data", type=int, default=4, help="data servers")
+    p.add_argument("--replicas", type=int, default=3, help="copies of each chunk")
+    p.add_argument("--mount", metavar="PATH", help="mount point (default DIR/mnt)")
+    p.add_argument("--base-port", type=int, default=0, help="first port (default: any free)")
+    p.set_defaults(run=not_yet("the local cluster arrives with the FUSE issue"))
+
+    p = sub.add_parser("down", help="stop a local cluster",
+                       description="Unmount and stop every process of a local cluster, "
+                       "keeping its data.")
+    p.add_argument("--dir", default=".dfs", help="cluster state directory")
+    p.set_defaults(run=not_yet("the local cluster arrives with the FUSE issue"))
+
+    p = sub.add_parser("admin", help="inspect and operate a cluster",
+                       description="Admin client: status, meta, data, ring, fsck, scrub, "
+                       "rebalance and sessions, over the admin gRPC service.")
+    p.add_argument("--meta", metavar="HOST:PORT,...", help="metadata servers")
+    p.add_argument("--cluster", metavar="DIR/cluster.json", help="a local cluster made by `dfs up`")
+    p.add_argument("--secret", metavar="FILE", help="cluster secret file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("action", nargs=argparse.REMAINDER, help="what to do")
+    p.set_defaults(run=not_yet("admin commands arrive with the servers they operate"))
+    return parser, dict(sub.choices)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        args = apply_config(commands[args.command], args, argv)
+    except ConfigError as err:
+        return fail(f"{args.command}: {err}")
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Fixture library for dfs tests: ports, server processes, health checks, cleanup."""
