@@ -1,0 +1,1 @@
+"""The client library every dfs client uses: leader discovery, retries, sessions, chunk I/O."""

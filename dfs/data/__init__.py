@@ -1,0 +1,1 @@
+"""Data servers: the chunk store, checksums, repair, scrub, GC."""

@@ -1,0 +1,1 @@
+"""The namespace: a pure, deterministic state machine, and the server that serves it."""

@@ -1,0 +1,1 @@
+"""Consistent-hash placement of chunks on data servers (pure)."""
