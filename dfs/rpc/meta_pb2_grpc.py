@@ -1382,6 +1382,11 @@ class KvStub:
                 request_serializer=dfs_dot_v1_dot_meta__pb2.OpenSessionRequest.SerializeToString,
                 response_deserializer=dfs_dot_v1_dot_meta__pb2.OpenSessionReply.FromString,
                 _registered_method=True)
+        self.KeepAlive = channel.unary_unary(
+                '/dfs.v1.Kv/KeepAlive',
+                request_serializer=dfs_dot_v1_dot_meta__pb2.KeepAliveRequest.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_meta__pb2.KeepAliveReply.FromString,
+                _registered_method=True)
         self.Put = channel.unary_unary(
                 '/dfs.v1.Kv/Put',
                 request_serializer=dfs_dot_v1_dot_meta__pb2.KvRequest.SerializeToString,
@@ -1405,6 +1410,13 @@ class KvServicer:
 
     def OpenSession(self, request, context):
         """Opens a session for exactly-once KV mutations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeepAlive(self, request, context):
+        """Keeps a KV session alive.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1438,6 +1450,11 @@ def add_KvServicer_to_server(servicer, server):
                     servicer.OpenSession,
                     request_deserializer=dfs_dot_v1_dot_meta__pb2.OpenSessionRequest.FromString,
                     response_serializer=dfs_dot_v1_dot_meta__pb2.OpenSessionReply.SerializeToString,
+            ),
+            'KeepAlive': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeepAlive,
+                    request_deserializer=dfs_dot_v1_dot_meta__pb2.KeepAliveRequest.FromString,
+                    response_serializer=dfs_dot_v1_dot_meta__pb2.KeepAliveReply.SerializeToString,
             ),
             'Put': grpc.unary_unary_rpc_method_handler(
                     servicer.Put,
@@ -1483,6 +1500,33 @@ class Kv:
             '/dfs.v1.Kv/OpenSession',
             dfs_dot_v1_dot_meta__pb2.OpenSessionRequest.SerializeToString,
             dfs_dot_v1_dot_meta__pb2.OpenSessionReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeepAlive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.Kv/KeepAlive',
+            dfs_dot_v1_dot_meta__pb2.KeepAliveRequest.SerializeToString,
+            dfs_dot_v1_dot_meta__pb2.KeepAliveReply.FromString,
             options,
             channel_credentials,
             insecure,

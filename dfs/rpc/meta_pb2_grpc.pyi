@@ -428,6 +428,8 @@ class KvStub:
     def __new__(cls, channel: _aio.Channel) -> KvAsyncStub: ...
     OpenSession: _grpc.UnaryUnaryMultiCallable[_meta_pb2.OpenSessionRequest, _meta_pb2.OpenSessionReply]
     """Opens a session for exactly-once KV mutations."""
+    KeepAlive: _grpc.UnaryUnaryMultiCallable[_meta_pb2.KeepAliveRequest, _meta_pb2.KeepAliveReply]
+    """Keeps a KV session alive."""
     Put: _grpc.UnaryUnaryMultiCallable[_meta_pb2.KvRequest, _meta_pb2.KvReply]
     """Stores a value."""
     Get: _grpc.UnaryUnaryMultiCallable[_meta_pb2.KvRequest, _meta_pb2.KvReply]
@@ -442,6 +444,8 @@ class KvAsyncStub(KvStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     OpenSession: _aio.UnaryUnaryMultiCallable[_meta_pb2.OpenSessionRequest, _meta_pb2.OpenSessionReply]  # type: ignore[assignment]
     """Opens a session for exactly-once KV mutations."""
+    KeepAlive: _aio.UnaryUnaryMultiCallable[_meta_pb2.KeepAliveRequest, _meta_pb2.KeepAliveReply]  # type: ignore[assignment]
+    """Keeps a KV session alive."""
     Put: _aio.UnaryUnaryMultiCallable[_meta_pb2.KvRequest, _meta_pb2.KvReply]  # type: ignore[assignment]
     """Stores a value."""
     Get: _aio.UnaryUnaryMultiCallable[_meta_pb2.KvRequest, _meta_pb2.KvReply]  # type: ignore[assignment]
@@ -459,6 +463,14 @@ class KvServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_meta_pb2.OpenSessionReply, _abc.Awaitable[_meta_pb2.OpenSessionReply]]:
         """Opens a session for exactly-once KV mutations."""
+
+    @_abc_1.abstractmethod
+    def KeepAlive(
+        self,
+        request: _meta_pb2.KeepAliveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.KeepAliveReply, _abc.Awaitable[_meta_pb2.KeepAliveReply]]:
+        """Keeps a KV session alive."""
 
     @_abc_1.abstractmethod
     def Put(
