@@ -756,16 +756,17 @@ def _read_verified(
         piece_end_block = min(piece_block + blocks_per_piece, end_block)
         block_start = piece_block * BLOCK_SIZE
         block_end = min(piece_end_block * BLOCK_SIZE, header.length)
-        buffer = bytearray(block_end - block_start)
-        if os.preadv(fd, [buffer], data_offset + block_start) != len(buffer):
+        # pread into a fresh bytes object: the whole-block case is then returned as is,
+        # with no copy beyond the kernel's (a bytearray + bytes() costs a second one).
+        raw = os.pread(fd, block_end - block_start, data_offset + block_start)
+        if len(raw) != block_end - block_start:
             raise ChunkCorrupt(header.chunk_id, "short read")
-        view = memoryview(buffer)
-        bad = first_bad_block(view, piece_block, header.block_sums)
+        bad = first_bad_block(memoryview(raw), piece_block, header.block_sums)
         if bad is not None:
             raise ChunkCorrupt(header.chunk_id, f"block {bad} checksum mismatch")
         lo = max(start, block_start) - block_start
         hi = min(end, block_end) - block_start
-        yield bytes(buffer) if (lo, hi) == (0, len(buffer)) else bytes(view[lo:hi])
+        yield raw if (lo, hi) == (0, len(raw)) else raw[lo:hi]
 
 
 def _check_id(chunk_id: int) -> None:

@@ -225,3 +225,33 @@ def test_hasher_matches_one_shot_checksums() -> None:
     block_sums, whole = hasher.finish()
     assert block_sums == block_checksums(data)
     assert whole == xxhash.xxh64_intdigest(data)
+
+
+def test_header_longer_than_the_first_read_is_read_whole(
+    store: ChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Big chunks have headers past the first read; shrink that read rather than
+    # writing a 32 MiB chunk.
+    import dfs.data.store as store_module
+
+    monkeypatch.setattr(store_module, "_HEADER_READ_GUESS", 64)
+    data = pattern(20 * BLOCK_SIZE + 3)
+    store.put(8, data)
+    assert store.read(8, 5 * BLOCK_SIZE + 1, 7) == data[5 * BLOCK_SIZE + 1 : 5 * BLOCK_SIZE + 8]
+    assert store.stat(8).length == len(data)
+
+
+def test_concurrent_uploads_from_threads(store: ChunkStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def upload(chunk_id: int) -> int:
+        return store.put(chunk_id, pattern(1000 + chunk_id, seed=chunk_id)).length
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        # Ids 0..39 once each, and id 5 seven more times (retries racing each other).
+        lengths = list(pool.map(upload, [*range(40), *[5] * 7]))
+    assert lengths[:40] == [1000 + i for i in range(40)]
+    assert store.chunk_ids(0, 100) == list(range(40))
+    assert all(store.read(i) == pattern(1000 + i, seed=i) for i in range(40))
+    assert os.listdir(store.root / "tmp") == []
+    assert store.used_bytes == sum(os.path.getsize(store.path_of(i)) for i in range(40))
