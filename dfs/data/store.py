@@ -69,6 +69,7 @@ _CHECKSUM = struct.Struct("<Q")
 # One read of this many bytes holds the whole header of any chunk up to 31 MiB.
 _HEADER_READ_GUESS = 4096
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_ID_LOCK_STRIPES = 64
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -351,7 +352,9 @@ class ChunkStore:
         self._ops = file_ops if file_ops is not None else FileOps()
         self._chunks_dir = str(self.root / CHUNKS_DIR)
         self._temp_dir = str(self.root / TEMP_DIR)
-        self._lock = threading.Lock()  # guards the index, the counters and installs
+        self._lock = threading.Lock()  # guards the index, the counters, the repair marks
+        # Serialize installs and deletes per id (striped: a lock per id would grow).
+        self._id_locks = [threading.Lock() for _ in range(_ID_LOCK_STRIPES)]
         self._ids: list[int] = []  # sorted ids of held chunks
         self._used_bytes = 0  # file bytes of held chunks, headers included
         self._repair: dict[int, None] = {}  # ids marked corrupt, in the order found
@@ -420,37 +423,41 @@ class ChunkStore:
                 continue  # left by another store on this dir; take the next number
 
     def _install(self, temp_path: str, header: ChunkHeader) -> ChunkStat:
-        """Publish a fsynced temp file as the chunk (under the lock: one install of an
-        id at a time, and the conflict check sees every earlier install)."""
+        """Publish a fsynced temp file as the chunk. One install or delete of an id runs
+        at a time (its stripe lock), so the conflict check sees every earlier install;
+        different ids install in parallel."""
         chunk_id = header.chunk_id
         target = self.path_of(chunk_id)
-        with self._lock:
-            replacing = False
-            if self._holds(chunk_id):
+        with self._stripe(chunk_id):
+            replacing = self.has(chunk_id)
+            if replacing:
                 existing = self._existing_header(chunk_id)
-                same = existing is not None and (existing.length, existing.checksum) == (
+                if existing is not None and (existing.length, existing.checksum) != (
                     header.length,
                     header.checksum,
-                )
-                if same and self._verifies(chunk_id):
-                    self._ops.unlink(temp_path)  # a retried or repeated upload
-                    return self.stat(chunk_id)
-                if existing is not None and not same:
+                ):
                     self._ops.unlink(temp_path)
                     raise ChunkConflict(f"chunk {chunk_id:016x} exists with other content")
-                replacing = True  # the held copy is corrupt: a repair overwrites it
+                if existing is not None and self._verifies(chunk_id):
+                    self._ops.unlink(temp_path)  # a retried or repeated upload
+                    return self.stat(chunk_id)
+                # Otherwise the held copy is corrupt, and this upload repairs it.
                 old_size = os.stat(target).st_size
             self._make_chunk_dirs(chunk_id)
             self._ops.rename(temp_path, target)
             self._ops.fsync_dir(os.path.dirname(target))
             new_size = os.stat(target).st_size
-            if replacing:
-                self._used_bytes += new_size - old_size
-            else:
-                bisect.insort(self._ids, chunk_id)
-                self._used_bytes += new_size
-            self._repair.pop(chunk_id, None)
-        return self.stat(chunk_id)
+            with self._lock:
+                if replacing:
+                    self._used_bytes += new_size - old_size
+                else:
+                    bisect.insort(self._ids, chunk_id)
+                    self._used_bytes += new_size
+                self._repair.pop(chunk_id, None)
+            return self.stat(chunk_id)
+
+    def _stripe(self, chunk_id: int) -> threading.Lock:
+        return self._id_locks[chunk_id % len(self._id_locks)]
 
     def _verifies(self, chunk_id: int) -> bool:
         """Whether the held copy reads back whole (without marking it: the caller is
@@ -499,7 +506,8 @@ class ChunkStore:
         length: int | None = None,
         piece_size: int = DEFAULT_READ_PIECE,
     ) -> Iterator[bytes]:
-        """Like read, in verified pieces of about piece_size bytes, for streaming."""
+        """Like read, in verified pieces of about piece_size bytes, for streaming. A
+        generator: its errors (ChunkNotFound too) arrive with the first piece."""
         try:
             with _open_chunk(self.path_of(chunk_id), chunk_id) as fd:
                 header = _read_header(fd, chunk_id)
@@ -575,15 +583,16 @@ class ChunkStore:
     def delete(self, chunk_id: int) -> bool:
         """Remove the copy; False when none was held. Not fsynced: a crash may bring a
         deleted chunk back, and garbage collection then deletes it again."""
-        with self._lock:
-            if not self._holds(chunk_id):
+        with self._stripe(chunk_id):
+            if not self.has(chunk_id):
                 return False
             path = self.path_of(chunk_id)
             size = os.stat(path).st_size
             self._ops.unlink(path)
-            self._ids.pop(bisect.bisect_left(self._ids, chunk_id))
-            self._used_bytes -= size
-            self._repair.pop(chunk_id, None)
+            with self._lock:
+                self._ids.pop(bisect.bisect_left(self._ids, chunk_id))
+                self._used_bytes -= size
+                self._repair.pop(chunk_id, None)
         return True
 
     def mark_corrupt(self, chunk_id: int) -> None:
