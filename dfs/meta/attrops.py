@@ -20,7 +20,6 @@ from dfs.meta.types import (
     S_ISGID,
     S_ISUID,
     S_ISVTX,
-    S_IXGRP,
     W_OK,
     XATTR_CREATE,
     XATTR_NAME_MAX,
