@@ -1,16 +1,32 @@
-"""Chunk checksums: xxh64 of every 64 KiB block, and of the whole chunk.
+"""Chunk checksums: xxh64 of every 64 KiB block and of the whole chunk, and the header
+that records them in front of a stored chunk.
 
-Owns the block size and the hash arithmetic, for the store, the scrubber and the
-client. Pure: it must never touch files, clocks or the network.
+Owns the block size, the hash arithmetic and the header format, for the store, the
+scrubber and the client. Pure: it must never touch files, clocks or the network.
+
+Header (little-endian): magic "DFSC", u16 format version, u16 reserved, u64 chunk id,
+u64 length, u64 xxh64 of the whole chunk, u32 block count, one u64 xxh64 per block,
+then a u64 xxh64 of all the header bytes before it.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import xxhash
 
 BLOCK_SIZE = 64 * 1024  # a read verifies whole blocks, so this bounds read amplification
+# Larger than any block of a file (default 4 MiB) or a merged chunk, small enough that
+# one chunk's read buffer never strains a server.
+MAX_CHUNK_LENGTH = 64 * 1024 * 1024
+MAGIC = b"DFSC"
+FORMAT_VERSION = 1
+
+_HEADER_PREFIX = struct.Struct("<4sHHQQQI")  # magic, version, reserved, id, length, whole, n
+_CHECKSUM = struct.Struct("<Q")
+HEADER_PREFIX_SIZE = _HEADER_PREFIX.size
 
 Buffer = bytes | bytearray | memoryview
 
@@ -82,3 +98,64 @@ class ChunkHasher:
             self.block_sums.append(block_checksum(self._partial))
             self._partial.clear()
         return self.block_sums, int(self._whole.intdigest())
+
+
+class HeaderError(ValueError):
+    """A stored header is damaged or belongs to another chunk."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkHeader:
+    """What is known about a stored chunk before its bytes are read."""
+
+    chunk_id: int
+    length: int
+    checksum: int  # xxh64 of the whole chunk
+    block_sums: tuple[int, ...]
+
+    @staticmethod
+    def size_for(length: int) -> int:
+        """Header bytes of a chunk of this length (the data starts here)."""
+        return _HEADER_PREFIX.size + _CHECKSUM.size * (block_count(length) + 1)
+
+    def encode(self) -> bytes:
+        body = _HEADER_PREFIX.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            0,
+            self.chunk_id,
+            self.length,
+            self.checksum,
+            len(self.block_sums),
+        ) + b"".join(_CHECKSUM.pack(s) for s in self.block_sums)
+        return body + _CHECKSUM.pack(whole_checksum(body))
+
+    @staticmethod
+    def decode(chunk_id: int, raw: bytes) -> ChunkHeader:
+        """Parse and verify the header at the start of raw (which may run past it);
+        HeaderError when anything disagrees."""
+        if len(raw) < _HEADER_PREFIX.size:
+            raise HeaderError("shorter than a header")
+        magic, version, _, stored_id, length, checksum, blocks = _HEADER_PREFIX.unpack_from(raw)
+        if magic != MAGIC or version != FORMAT_VERSION:
+            raise HeaderError("bad magic or format version")
+        if length > MAX_CHUNK_LENGTH or blocks != block_count(length):
+            raise HeaderError("impossible length or block count")
+        end = ChunkHeader.size_for(length) - _CHECKSUM.size
+        if len(raw) < end + _CHECKSUM.size:
+            raise HeaderError("shorter than its header")
+        (stored_sum,) = _CHECKSUM.unpack_from(raw, end)
+        if whole_checksum(raw[:end]) != stored_sum:
+            raise HeaderError("header checksum mismatch")
+        if stored_id != chunk_id:
+            raise HeaderError(f"holds chunk {stored_id:016x}")
+        sums = struct.unpack_from(f"<{blocks}Q", raw, _HEADER_PREFIX.size)
+        return ChunkHeader(chunk_id, length, checksum, sums)
+
+
+def header_length_field(raw: bytes) -> int:
+    """The (unverified) length field of a header prefix, to size the full header read;
+    0 when raw is too short to hold it."""
+    if len(raw) < _HEADER_PREFIX.size:
+        return 0
+    return int(_HEADER_PREFIX.unpack_from(raw)[4])

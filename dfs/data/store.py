@@ -12,11 +12,10 @@ Layout under the data dir::
                                                  so consecutive ids spread over 65,536 dirs
     tmp/<id>.<n>.tmp                             uploads in progress; emptied at open
 
-A chunk file is a header followed by the chunk's bytes. The header (little-endian):
-magic "DFSC", u16 format version, u16 reserved, u64 chunk id, u64 length, u64 xxh64 of
-the whole chunk, u32 block count, one u64 xxh64 per 64 KiB block, then a u64 xxh64 of
-all the header bytes before it. Header and data live in one file, so one rename
-publishes both: there is no window in which a chunk exists without its checksums.
+A chunk file is its header (dfs.data.checksum.ChunkHeader: id, length, whole xxh64,
+one xxh64 per 64 KiB block, its own checksum) followed by the chunk's bytes. Header
+and data live in one file, so one rename publishes both: there is no window in which
+a chunk exists without its checksums.
 
 Write protocol: create the temp file, write the data after room for the header,
 write the header, fsync, close, rename into place, fsync the chunk's directory. A
@@ -32,7 +31,6 @@ import errno
 import itertools
 import logging
 import os
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,11 +40,14 @@ from typing import TypeVar
 
 from dfs.data.checksum import (
     BLOCK_SIZE,
+    MAX_CHUNK_LENGTH,
     Buffer,
     ChunkHasher,
+    ChunkHeader,
+    HeaderError,
     block_count,
     first_bad_block,
-    whole_checksum,
+    header_length_field,
 )
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,9 @@ _T = TypeVar("_T")
 CHUNKS_DIR = "chunks"
 TEMP_DIR = "tmp"
 TEMP_SUFFIX = ".tmp"
-MAGIC = b"DFSC"
-FORMAT_VERSION = 1
-# Larger than any block of a file (default 4 MiB) or a merged chunk, small enough that
-# one chunk's read buffer never strains a server.
-MAX_CHUNK_LENGTH = 64 * 1024 * 1024
 DEFAULT_READ_PIECE = 1024 * 1024  # bytes per piece of iter_read: 16 blocks
 DEFAULT_LIST_LIMIT = 1000
 
-_HEADER_PREFIX = struct.Struct("<4sHHQQQI")  # magic, version, reserved, id, length, whole, n
-_CHECKSUM = struct.Struct("<Q")
 # One read of this many bytes holds the whole header of any chunk up to 31 MiB.
 _HEADER_READ_GUESS = 4096
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -273,62 +267,6 @@ class CrashSimulatingFileOps(FileOps):
             self._undurable_names.clear()
             self._faults.clear()
             return harmed
-
-
-# -- the chunk header ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkHeader:
-    """What the store knows about a chunk before reading its bytes."""
-
-    chunk_id: int
-    length: int
-    checksum: int  # xxh64 of the whole chunk
-    block_sums: tuple[int, ...]
-
-    @staticmethod
-    def size_for(length: int) -> int:
-        """Header bytes of a chunk of this length (the data starts here)."""
-        return _HEADER_PREFIX.size + _CHECKSUM.size * (block_count(length) + 1)
-
-    def encode(self) -> bytes:
-        body = _HEADER_PREFIX.pack(
-            MAGIC,
-            FORMAT_VERSION,
-            0,
-            self.chunk_id,
-            self.length,
-            self.checksum,
-            len(self.block_sums),
-        ) + b"".join(_CHECKSUM.pack(s) for s in self.block_sums)
-        return body + _CHECKSUM.pack(_header_checksum(body))
-
-    @staticmethod
-    def decode(chunk_id: int, raw: bytes) -> ChunkHeader:
-        """Parse and verify a header read from the start of a chunk file (raw may run
-        past it); ChunkCorrupt when anything disagrees."""
-        if len(raw) < _HEADER_PREFIX.size:
-            raise ChunkCorrupt(chunk_id, "file shorter than a header")
-        magic, version, _, stored_id, length, checksum, blocks = _HEADER_PREFIX.unpack_from(raw)
-        if magic != MAGIC or version != FORMAT_VERSION:
-            raise ChunkCorrupt(chunk_id, "bad magic or format version")
-        if length > MAX_CHUNK_LENGTH or blocks != block_count(length):
-            raise ChunkCorrupt(chunk_id, "impossible length or block count")
-        end = ChunkHeader.size_for(length) - _CHECKSUM.size
-        if len(raw) < end + _CHECKSUM.size:
-            raise ChunkCorrupt(chunk_id, "file shorter than its header")
-        (stored_sum,) = _CHECKSUM.unpack_from(raw, end)
-        if _header_checksum(raw[:end]) != stored_sum:
-            raise ChunkCorrupt(chunk_id, "header checksum mismatch")
-        if stored_id != chunk_id:
-            raise ChunkCorrupt(chunk_id, f"file holds chunk {stored_id:016x}")
-        sums = struct.unpack_from(f"<{blocks}Q", raw, _HEADER_PREFIX.size)
-        return ChunkHeader(chunk_id, length, checksum, sums)
-
-
-def _header_checksum(body: bytes) -> int:
-    return whole_checksum(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -737,12 +675,14 @@ def _open_chunk(path: str, chunk_id: int) -> Iterator[int]:
 
 def _read_header(fd: int, chunk_id: int) -> ChunkHeader:
     raw = os.pread(fd, _HEADER_READ_GUESS, 0)
-    if len(raw) >= _HEADER_PREFIX.size:
-        length = _HEADER_PREFIX.unpack_from(raw)[4]
-        needed = ChunkHeader.size_for(min(length, MAX_CHUNK_LENGTH))
-        if needed > len(raw) == _HEADER_READ_GUESS:
+    if len(raw) == _HEADER_READ_GUESS:
+        needed = ChunkHeader.size_for(min(header_length_field(raw), MAX_CHUNK_LENGTH))
+        if needed > len(raw):
             raw = os.pread(fd, needed, 0)
-    return ChunkHeader.decode(chunk_id, raw)
+    try:
+        return ChunkHeader.decode(chunk_id, raw)
+    except HeaderError as error:
+        raise ChunkCorrupt(chunk_id, str(error)) from None
 
 
 def _check_file_size(fd: int, header: ChunkHeader) -> int:

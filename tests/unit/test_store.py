@@ -255,3 +255,17 @@ def test_concurrent_uploads_from_threads(store: ChunkStore) -> None:
     assert all(store.read(i) == pattern(1000 + i, seed=i) for i in range(40))
     assert os.listdir(store.root / "tmp") == []
     assert store.used_bytes == sum(os.path.getsize(store.path_of(i)) for i in range(40))
+
+
+def test_header_round_trips_and_refuses_another_chunks_header() -> None:
+    from dfs.data.checksum import ChunkHeader, HeaderError
+
+    data = pattern(2 * BLOCK_SIZE + 1)
+    header = ChunkHeader(42, len(data), xxhash.xxh64_intdigest(data), tuple(block_checksums(data)))
+    raw = header.encode() + data  # decode ignores what follows the header
+    assert len(header.encode()) == ChunkHeader.size_for(len(data))
+    assert ChunkHeader.decode(42, raw) == header
+    with pytest.raises(HeaderError, match="holds chunk"):
+        ChunkHeader.decode(43, raw)
+    with pytest.raises(HeaderError, match="shorter"):
+        ChunkHeader.decode(42, raw[:20])
