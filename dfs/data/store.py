@@ -516,6 +516,12 @@ class ChunkStore:
         with self._lock:
             return self._used_bytes
 
+    def filesystem_bytes(self) -> tuple[int, int]:
+        """(capacity, available) bytes of the filesystem holding the data dir, for the
+        heartbeat; available is what an unprivileged writer could still use."""
+        info = os.statvfs(self.root)
+        return info.f_blocks * info.f_frsize, info.f_bavail * info.f_frsize
+
     # -- deleting and repair marks -----------------------------------------------------------
 
     def delete(self, chunk_id: int) -> bool:

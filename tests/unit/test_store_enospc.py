@@ -66,3 +66,12 @@ def test_streamed_upload_running_out_of_space_leaves_nothing(small_fs: Path) -> 
         writer.commit()
     assert os.listdir(small_fs / "data" / "tmp") == []
     assert store.read(1) == EARLIER[1]
+
+
+def test_filesystem_figures_follow_the_small_filesystem(small_fs: Path) -> None:
+    store = ChunkStore(small_fs / "data")
+    capacity, available_before = store.filesystem_bytes()
+    assert capacity == 2 * 1024 * 1024
+    store.put(1, EARLIER[1])
+    _, available_after = store.filesystem_bytes()
+    assert available_before - available_after >= len(EARLIER[1])
