@@ -6,7 +6,7 @@ ring: it must never read disks or talk to servers; callers bring the chunk ids.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,26 +82,22 @@ def summarize_moves_at(old: Ring, new: Ring, sorted_positions: Sequence[int]) ->
 def _chunks_per_arc_pair(
     old: Ring, new: Ring, sorted_positions: Sequence[int]
 ) -> Counter[tuple[int, int]]:
-    old_vnodes, new_vnodes = old.vnode_positions, new.vnode_positions
     pairs: Counter[tuple[int, int]] = Counter()
     below = 0
-    for boundary in sorted(set(old_vnodes) | set(new_vnodes)):
+    for boundary in sorted(set(old.vnode_positions) | set(new.vnode_positions)):
         upto = bisect_right(sorted_positions, boundary)
         if upto > below:
-            pairs[_arc(old_vnodes, boundary), _arc(new_vnodes, boundary)] += upto - below
+            pairs[_arc(old, boundary), _arc(new, boundary)] += upto - below
         below = upto
     if below < len(sorted_positions):
         # Past the last vnode of both rings, every chunk wraps to arc 0 of each.
-        pairs[_arc(old_vnodes, 0), _arc(new_vnodes, 0)] += len(sorted_positions) - below
+        pairs[_arc(old, 0), _arc(new, 0)] += len(sorted_positions) - below
     return pairs
 
 
-def _arc(vnode_positions: Sequence[int], position: int) -> int:
+def _arc(ring: Ring, position: int) -> int:
     # -1 stands for "no arc": an empty ring places nothing.
-    if not vnode_positions:
-        return -1
-    arc = bisect_left(vnode_positions, position)
-    return arc if arc < len(vnode_positions) else 0
+    return ring.arc_at(position) if ring.arc_count else -1
 
 
 def _home_ids(ring: Ring, arc: int) -> frozenset[int]:

@@ -140,7 +140,12 @@ class Ring:
 
     def arc_of(self, chunk_id: int) -> int:
         """Index of the arc holding the chunk (requires a non-empty ring)."""
-        arc = bisect_left(self._positions, chunk_position(chunk_id))
+        return self.arc_at(chunk_position(chunk_id))
+
+    def arc_at(self, position: int) -> int:
+        """Index of the arc holding a ring position: the first vnode at or after it,
+        wrapping past the last (requires a non-empty ring)."""
+        arc = bisect_left(self._positions, position)
         return arc if arc < len(self._positions) else 0
 
     def arcs_of(self, chunk_ids: Iterable[int]) -> list[int]:
@@ -156,8 +161,8 @@ class Ring:
         per vnode instead of one per chunk."""
         counts: list[int] = []
         below = 0
-        for vnode_position_ in self._positions:
-            upto = bisect_right(sorted_positions, vnode_position_)
+        for arc_end in self._positions:
+            upto = bisect_right(sorted_positions, arc_end)
             counts.append(upto - below)
             below = upto
         if counts:

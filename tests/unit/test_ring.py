@@ -214,3 +214,11 @@ def test_wire_round_trip_and_invalid_state() -> None:
     wire.members[0].state = common_pb2.MEMBER_STATE_UNSPECIFIED
     with pytest.raises(ValueError):
         config_from_proto(wire)
+
+
+def test_summary_from_an_empty_ring_gains_every_copy() -> None:
+    summary = summarize_moves(ring_of([]), ring_of(members(3), vnodes_per_weight=VNODES), CHUNKS)
+    assert (summary.copies_before, summary.copies_after) == (0, 3 * len(CHUNKS))
+    assert summary.copies_moved == 3 * len(CHUNKS)
+    assert summary.moved_fraction == 0.0  # nothing was placed before
+    assert summary.gained_by == {1: len(CHUNKS), 2: len(CHUNKS), 3: len(CHUNKS)}
