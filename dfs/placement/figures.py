@@ -126,9 +126,7 @@ def seed_figures(seed: int, vnodes_per_weight: int = DEFAULT_VNODES_PER_WEIGHT) 
     weighted = ring(
         [Member(m.id, m.addr, weight=w) for m, w in zip(members, WEIGHTS, strict=False)]
     )
-    racked = ring(
-        [Member(m.id, m.addr, domain=d) for m, d in zip(members, DOMAINS, strict=False)]
-    )
+    racked = ring([Member(m.id, m.addr, domain=d) for m, d in zip(members, DOMAINS, strict=False)])
     two_racks = ring([Member(m.id, m.addr, domain="ab"[i % 2]) for i, m in enumerate(members)])
     return SeedFigures(
         seed=seed,

@@ -90,9 +90,7 @@ class Ring:
         self._slot_is_home = [m.state in _HOME_STATES for m in self._on_ring]
         self._slot_is_writer = [m.state is MemberState.UP for m in self._on_ring]
         self._home_domains = _domain_count(m for m in self._on_ring if m.state in _HOME_STATES)
-        self._writer_domains = _domain_count(
-            m for m in self._on_ring if m.state is MemberState.UP
-        )
+        self._writer_domains = _domain_count(m for m in self._on_ring if m.state is MemberState.UP)
 
     # -- lookups by chunk id -------------------------------------------------------
 
@@ -176,21 +174,13 @@ class Ring:
 
     def homes_for_arc(self, arc: int) -> tuple[Member, ...]:
         """The preference list shared by every chunk of this arc."""
-        arc %= len(self._positions)
-        homes = self._homes_by_arc[arc]
-        if homes is None:
-            homes = self._select(arc, self._slot_is_home, self._home_domains)
-            self._homes_by_arc[arc] = homes
-        return homes
+        return self._cached_select(self._homes_by_arc, arc, self._slot_is_home, self._home_domains)
 
     def write_targets_for_arc(self, arc: int) -> tuple[Member, ...]:
         """The write targets shared by every chunk of this arc."""
-        arc %= len(self._positions)
-        targets = self._writers_by_arc[arc]
-        if targets is None:
-            targets = self._select(arc, self._slot_is_writer, self._writer_domains)
-            self._writers_by_arc[arc] = targets
-        return targets
+        return self._cached_select(
+            self._writers_by_arc, arc, self._slot_is_writer, self._writer_domains
+        )
 
     # -- members -------------------------------------------------------------------
 
@@ -218,6 +208,19 @@ class Ring:
                 yield on_ring[slot]
                 if len(seen) == len(on_ring):
                     return
+
+    def _cached_select(
+        self,
+        cache: list[tuple[Member, ...] | None],
+        arc: int,
+        eligible: Sequence[bool],
+        domains_available: int,
+    ) -> tuple[Member, ...]:
+        arc %= len(self._positions)
+        chosen = cache[arc]
+        if chosen is None:
+            chosen = cache[arc] = self._select(arc, eligible, domains_available)
+        return chosen
 
     def _select(
         self, arc: int, eligible: Sequence[bool], domains_available: int
