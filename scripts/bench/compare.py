@@ -28,7 +28,7 @@ from dfs_target import DfsCluster, Unavailable, default_dfs_cmd, start_dfs
 from figures import WORKLOAD_NAMES, figures_of
 from machine import describe
 from mounts import MountError, PassthroughMount
-from plot import plot_ratios
+from plot import PLOT_NOTE_PREFIX, plot_ratios
 from report import text
 
 DFS = "dfs"
@@ -76,6 +76,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-drop", action="store_true",
                         help="do not drop the kernel page cache (when not root)")
     parser.add_argument("--plot", type=Path, help="PNG of the ratios (default WORKDIR/ratios.png)")
+    parser.add_argument("--report", type=Path, metavar="RESULTS.json",
+                        help="measure nothing: print the report (and plot) of an earlier run")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -225,8 +227,20 @@ def _ensure_dfs_importable() -> None:
         sys.path.insert(0, str(REPO_ROOT))
 
 
+def report_only(args: argparse.Namespace) -> int:
+    comparison = Comparison.from_json(json.loads(args.report.read_text()))
+    if args.plot:
+        # The earlier run's word on its plot no longer holds.
+        comparison.notes = [n for n in comparison.notes if not n.startswith(PLOT_NOTE_PREFIX)]
+        comparison.notes.append(plot_ratios(comparison, args.plot))
+    print(json.dumps(comparison.to_json(), indent=2) if args.json else text(comparison))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return report_only(args)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _ensure_dfs_importable()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dfs-bench-"))

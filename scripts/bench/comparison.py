@@ -6,6 +6,7 @@ Built from the samples compare.py collected; report.py and plot.py only read it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aggregate import (
     PASSTHROUGH,
@@ -106,6 +107,24 @@ class Comparison:
             "errors": self.errors,
             "notes": self.notes,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Comparison:
+        """The comparison a results.json of an earlier run describes."""
+        targets: list[str] = data["targets"]
+        samples: dict[str, dict[str, list[float]]] = {t: {} for t in targets}
+        for name, figure in data["figures"].items():
+            for target, measured in figure["targets"].items():
+                if measured is not None:
+                    samples[target][name] = measured["samples"]
+        return cls(
+            machine=data["machine"], command=data["command"], rounds=data["rounds"],
+            quick=data["quick"], status=data["status"], targets=targets,
+            figure_names=list(data["figures"]), samples=samples,
+            round_trip_samples=data["floor"]["grpc_round_trip_samples"],
+            fsync_samples=data["floor"]["fsync_samples"],
+            errors=data["errors"], notes=data["notes"],
+        )
 
     def _vs_floor(self, target: str, op: str) -> float | None:
         floor, value = self.floor(op), self.summary(target, op)

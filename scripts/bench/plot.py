@@ -6,6 +6,8 @@ from pathlib import Path
 
 from comparison import Comparison
 
+PLOT_NOTE_PREFIX = "plot "
+
 
 def plot_ratios(comparison: Comparison, path: Path) -> str:
     """Draw every ratio column as grouped horizontal bars; returns what was done."""
@@ -31,7 +33,7 @@ def plot_ratios(comparison: Comparison, path: Path) -> str:
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("ratio of medians (log scale, > 1 = faster)")
-    ax.set_title(f"dfs benchmark ratios, {comparison.rounds} rounds")
+    ax.set_title(f"dfs benchmark ratios (medians of {comparison.rounds} round(s))")
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
