@@ -95,9 +95,9 @@ def _xattr_get(path: bytes, name: str, size: str, follow: bool) -> str:
 
 
 def _xattr_list(path: bytes, size: str) -> str:
-    _LIBC.llistxattr.restype = ctypes.c_ssize_t
+    _LIBC.listxattr.restype = ctypes.c_ssize_t
     buffer = ctypes.create_string_buffer(max(int(size), 1) if int(size) else 1 << 16)
-    length = _LIBC.llistxattr(path, buffer, ctypes.c_size_t(len(buffer)))
+    length = _LIBC.listxattr(path, buffer, ctypes.c_size_t(len(buffer)))
     _check(length)
     names = [n.decode("latin-1") for n in buffer.raw[:length].split(b"\0") if n]
     return names_text(names)
