@@ -103,6 +103,13 @@ async def _refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> 
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
 
 
+async def _refuse_streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    # A streaming response must come from an async generator, or grpc.aio
+    # reports the abort as INTERNAL instead of UNAUTHENTICATED.
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+    yield  # never reached
+
+
 def _refusing_handler(real: Handler | None) -> Handler:
     """A handler of the same shape as `real` that aborts with UNAUTHENTICATED."""
     if real is None:
@@ -112,11 +119,11 @@ def _refusing_handler(real: Handler | None) -> Handler:
         "response_serializer": real.response_serializer,
     }
     if real.request_streaming and real.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(_refuse, **serde)
+        return grpc.stream_stream_rpc_method_handler(_refuse_streaming, **serde)
     if real.request_streaming:
         return grpc.stream_unary_rpc_method_handler(_refuse, **serde)
     if real.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(_refuse, **serde)
+        return grpc.unary_stream_rpc_method_handler(_refuse_streaming, **serde)
     return grpc.unary_unary_rpc_method_handler(_refuse, **serde)
 
 
@@ -171,32 +178,45 @@ def _with_secret_aio(
     )
 
 
-class AioSecretInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds the cluster secret to every call on a grpc.aio channel."""
-
+class _AioSecret:
     def __init__(self, secret: ClusterSecret) -> None:
         self._extra = secret_metadata(secret)
 
+
+# grpc.aio files an interceptor under the first of the four kinds it is an
+# instance of, so each kind needs an object of its own.
+class _AioUnaryUnarySecret(_AioSecret, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_secret_aio(details, self._extra), request)
 
+
+class _AioUnaryStreamSecret(_AioSecret, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_secret_aio(details, self._extra), request)
 
+
+class _AioStreamUnarySecret(_AioSecret, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(
         self, continuation: Any, details: Any, request_iterator: Any
     ) -> Any:
         return await continuation(_with_secret_aio(details, self._extra), request_iterator)
 
+
+class _AioStreamStreamSecret(_AioSecret, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(
         self, continuation: Any, details: Any, request_iterator: Any
     ) -> Any:
         return await continuation(_with_secret_aio(details, self._extra), request_iterator)
+
+
+def aio_secret_interceptors(secret: ClusterSecret) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors that add the cluster secret to every call on a grpc.aio channel."""
+    return [
+        _AioUnaryUnarySecret(secret),
+        _AioUnaryStreamSecret(secret),
+        _AioStreamUnarySecret(secret),
+        _AioStreamStreamSecret(secret),
+    ]
 
 
 @dataclass(frozen=True)
@@ -246,12 +266,17 @@ class SyncSecretInterceptor(
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # Reconnect quickly: gRPC's default backoff (1 s growing to 120 s) would keep
+    # a restarted replica or data server unreachable long after it is back.
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 
 def aio_channel(addr: str, secret: ClusterSecret | None) -> grpc.aio.Channel:
     """A grpc.aio channel to `addr` whose every call carries the secret."""
-    interceptors = [AioSecretInterceptor(secret)] if secret else None
+    interceptors = aio_secret_interceptors(secret) if secret else None
     return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 

@@ -53,6 +53,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_meta(args: argparse.Namespace) -> int:
+    from dfs.meta.server import run
+
+    return run(args)
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from dfs.admin.cli import run
+
+    return run(args)
+
+
 def add_server_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="read any of these flags from a TOML file")
     p.add_argument("--secret", metavar="FILE", help="cluster secret file made by `dfs init`")
@@ -84,8 +96,11 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
                    help="initial members; only used to bootstrap an empty data dir")
     p.add_argument("--join", metavar="HOST:PORT", help="join a running group through this member")
     p.add_argument("--data-dir", metavar="DIR", help="WAL and snapshots live here")
+    p.add_argument("--session-timeout-ms", type=int, default=30_000,
+                   help="client sessions expire after this long without a keepalive "
+                   "(must be the same on every replica)")
     add_server_common(p)
-    p.set_defaults(run=not_yet("the metadata server arrives with the server-process issue"))
+    p.set_defaults(run=cmd_meta)
 
     p = sub.add_parser("data", help="run a data server",
                        description="Run one data server in the foreground: stores chunks placed "
@@ -139,7 +154,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--secret", metavar="FILE", help="cluster secret file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("action", nargs=argparse.REMAINDER, help="what to do")
-    p.set_defaults(run=not_yet("admin commands arrive with the servers they operate"))
+    p.set_defaults(run=cmd_admin)
     return parser, dict(sub.choices)
 
 

@@ -11,7 +11,9 @@ from collections.abc import Iterable
 
 import grpc
 
-LEADER_METADATA_KEY = "dfs-leader"
+from dfs.protocol import LEADER_METADATA_KEY
+
+__all__ = ["LEADER_METADATA_KEY", "LeaderTracker", "leader_hint"]
 
 
 def leader_hint(error: grpc.RpcError) -> str | None:

@@ -32,8 +32,16 @@ RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLI
 class RetryPolicy:
     deadline_s: float = 30.0  # give up after this long in all
     attempt_timeout_s: float = 3.0  # one attempt on one member
-    backoff_initial_s: float = 0.02
-    backoff_max_s: float = 0.5
+    # Short waits: an election takes a few hundred ms and a client that backs
+    # off further than that only adds to the failover time users see.
+    backoff_initial_s: float = 0.01
+    backoff_max_s: float = 0.05
+    # A redirect to a member that failed this recently is stale news (the old
+    # leader is gone and followers have not noticed yet): skip it instead.
+    distrust_failed_s: float = 1.0
+
+
+DEFAULT_POLICY = RetryPolicy()
 
 
 class LeaderUnavailable(Exception):
@@ -47,7 +55,7 @@ class LeaderChannels:
         self,
         addrs: Iterable[str],
         secret: ClusterSecret | None,
-        policy: RetryPolicy = RetryPolicy(),
+        policy: RetryPolicy = DEFAULT_POLICY,
     ) -> None:
         self.tracker = LeaderTracker(addrs)
         self.secret = secret
@@ -72,6 +80,7 @@ class LeaderChannels:
         deadline = time.monotonic() + (deadline_s or self.policy.deadline_s)
         backoff = self.policy.backoff_initial_s
         last_error: grpc.RpcError | None = None
+        failed_at: dict[str, float] = {}
         while (remaining := deadline - time.monotonic()) > 0:
             addr = self.tracker.current()
             try:
@@ -83,6 +92,11 @@ class LeaderChannels:
                     raise
                 last_error = err
                 hint = leader_hint(err)
+                now = time.monotonic()
+                if hint is None or hint == addr:
+                    failed_at[addr] = now
+                if hint and now - failed_at.get(hint, -1e9) < self.policy.distrust_failed_s:
+                    hint = None
                 if hint and hint != addr:
                     log.debug("%s redirects to leader %s", addr, hint)
                     self.tracker.follow(hint)

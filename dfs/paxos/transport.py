@@ -160,3 +160,13 @@ class PaxosService(paxos_pb2_grpc.PaxosServicer):
         self, request: paxos_pb2.PrepareRequest, context: Any
     ) -> paxos_pb2.PrepareReply:
         return await self._on_prepare(request)
+
+    async def InstallSnapshot(
+        self, request_iterator: AsyncIterator[paxos_pb2.SnapshotChunk], context: Any
+    ) -> paxos_pb2.InstallSnapshotReply:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "snapshot transfer is not built yet")
+        raise AssertionError("unreachable")
+
+    async def Join(self, request: paxos_pb2.JoinRequest, context: Any) -> paxos_pb2.JoinReply:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "joining is not built yet")
+        raise AssertionError("unreachable")

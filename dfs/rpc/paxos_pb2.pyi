@@ -191,9 +191,11 @@ class PrepareRequest(_message.Message):
 
     BALLOT_FIELD_NUMBER: _builtins.int
     FROM_SLOT_FIELD_NUMBER: _builtins.int
-    FROM_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
     from_slot: _builtins.int
     """First slot the candidate has not seen chosen."""
+    sender: _builtins.int
+    """Candidate id."""
     @_builtins.property
     def ballot(self) -> Global___Ballot:
         """The candidate's ballot."""
@@ -203,10 +205,11 @@ class PrepareRequest(_message.Message):
         *,
         ballot: Global___Ballot | None = ...,
         from_slot: _builtins.int = ...,
+        sender: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ballot", b"ballot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ballot", b"ballot", "from", b"from", "from_slot", b"from_slot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ballot", b"ballot", "from_slot", b"from_slot", "sender", b"sender"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -222,12 +225,14 @@ class PrepareReply(_message.Message):
     PROMISED_BALLOT_FIELD_NUMBER: _builtins.int
     ACCEPTED_FIELD_NUMBER: _builtins.int
     CHOSEN_UPTO_FIELD_NUMBER: _builtins.int
-    FROM_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
     LOG_START_FIELD_NUMBER: _builtins.int
     promised: _builtins.bool
     """True if the acceptor promised the ballot."""
     chosen_upto: _builtins.int
     """The acceptor's chosen prefix: every slot <= chosen_upto is chosen."""
+    sender: _builtins.int
+    """Responding acceptor id."""
     log_start: _builtins.int
     """First slot the acceptor still holds in its log (below it: snapshot only)."""
     @_builtins.property
@@ -245,11 +250,12 @@ class PrepareReply(_message.Message):
         promised_ballot: Global___Ballot | None = ...,
         accepted: _abc.Iterable[Global___LogEntry] | None = ...,
         chosen_upto: _builtins.int = ...,
+        sender: _builtins.int = ...,
         log_start: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["promised_ballot", b"promised_ballot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "chosen_upto", b"chosen_upto", "from", b"from", "log_start", b"log_start", "promised", b"promised", "promised_ballot", b"promised_ballot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "chosen_upto", b"chosen_upto", "log_start", b"log_start", "promised", b"promised", "promised_ballot", b"promised_ballot", "sender", b"sender"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -401,11 +407,16 @@ Global___HeartbeatAck: _TypeAlias = HeartbeatAck  # noqa: Y015
 
 @_typing.final
 class TimeoutNow(_message.Message):
-    """Asks the target to start an election at once (leadership transfer)."""
+    """Leadership transfer: the old leader has ended its lease reads; followers drop
+    their grant to `ballot`, and `target` starts an election at once.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     BALLOT_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    target: _builtins.int
+    """Replica that should take over."""
     @_builtins.property
     def ballot(self) -> Global___Ballot:
         """Ballot of the leader handing over."""
@@ -414,10 +425,11 @@ class TimeoutNow(_message.Message):
         self,
         *,
         ballot: Global___Ballot | None = ...,
+        target: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ballot", b"ballot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ballot", b"ballot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ballot", b"ballot", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -429,7 +441,7 @@ class PeerMessage(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    FROM_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
     TO_FIELD_NUMBER: _builtins.int
     ACCEPT_FIELD_NUMBER: _builtins.int
     ACCEPTED_FIELD_NUMBER: _builtins.int
@@ -438,6 +450,8 @@ class PeerMessage(_message.Message):
     PREPARE_FIELD_NUMBER: _builtins.int
     PROMISE_FIELD_NUMBER: _builtins.int
     TIMEOUT_NOW_FIELD_NUMBER: _builtins.int
+    sender: _builtins.int
+    """Sender replica id."""
     to: _builtins.int
     """Receiver replica id."""
     @_builtins.property
@@ -471,6 +485,7 @@ class PeerMessage(_message.Message):
     def __init__(
         self,
         *,
+        sender: _builtins.int = ...,
         to: _builtins.int = ...,
         accept: Global___AcceptRequest | None = ...,
         accepted: Global___AcceptReply | None = ...,
@@ -482,7 +497,7 @@ class PeerMessage(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "accepted", b"accepted", "body", b"body", "heartbeat", b"heartbeat", "heartbeat_ack", b"heartbeat_ack", "prepare", b"prepare", "promise", b"promise", "timeout_now", b"timeout_now"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "accepted", b"accepted", "body", b"body", "from", b"from", "heartbeat", b"heartbeat", "heartbeat_ack", b"heartbeat_ack", "prepare", b"prepare", "promise", b"promise", "timeout_now", b"timeout_now", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "accepted", b"accepted", "body", b"body", "heartbeat", b"heartbeat", "heartbeat_ack", b"heartbeat_ack", "prepare", b"prepare", "promise", b"promise", "sender", b"sender", "timeout_now", b"timeout_now", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["accept", "accepted", "heartbeat", "heartbeat_ack", "prepare", "promise", "timeout_now"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015

@@ -19,7 +19,7 @@ async def start_replica(
         arrived.set()
 
     async def on_prepare(request: paxos_pb2.PrepareRequest) -> paxos_pb2.PrepareReply:
-        return paxos_pb2.PrepareReply(promised=True, promised_ballot=request.ballot, **{"from": 2})
+        return paxos_pb2.PrepareReply(promised=True, promised_ballot=request.ballot, sender=2)
 
     server = GrpcServer(addr, None)
     service = PaxosService(on_message, on_prepare)
@@ -31,7 +31,7 @@ async def start_replica(
 def heartbeat(seq: int) -> paxos_pb2.PeerMessage:
     return paxos_pb2.PeerMessage(
         to=2, heartbeat=paxos_pb2.Heartbeat(ballot=paxos_pb2.Ballot(round=1, node=1), seq=seq),
-        **{"from": 1},
+        sender=1,
     )
 
 

@@ -1,0 +1,187 @@
+"""`dfs admin`: operate a cluster through the admin and KV services.
+
+Human tables by default, `--json` for scripts. Exit status: 0 healthy,
+1 problems found, 2 usage or connection error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from dfs.auth import ClusterSecret, SecretError, read_secret, sync_channel
+from dfs.client.kv import KvClient
+from dfs.client.retry import LeaderUnavailable, RetryPolicy
+from dfs.rpc import admin_pb2, admin_pb2_grpc
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+STATUS_TIMEOUT_S = 2.0
+
+
+class AdminUsageError(Exception):
+    """Bad arguments or an unusable cluster description."""
+
+
+@dataclass
+class Target:
+    meta_addrs: list[str]
+    secret: ClusterSecret | None
+
+
+def resolve_target(args: argparse.Namespace) -> Target:
+    meta: list[str] = []
+    secret_path = args.secret
+    if args.cluster:
+        try:
+            cluster = json.loads(Path(args.cluster).read_text())
+        except (OSError, ValueError) as err:
+            raise AdminUsageError(f"cannot read {args.cluster}: {err}") from err
+        meta = [m["addr"] for m in cluster.get("meta", [])]
+        secret_path = secret_path or cluster.get("secret")
+    if args.meta:
+        meta = [a.strip() for a in args.meta.split(",") if a.strip()]
+    if not meta:
+        raise AdminUsageError("give --meta HOST:PORT[,...] or --cluster DIR/cluster.json")
+    try:
+        secret = read_secret(Path(secret_path)) if secret_path else None
+    except SecretError as err:
+        raise AdminUsageError(str(err)) from err
+    return Target(meta, secret)
+
+
+def fetch_status(addr: str, secret: ClusterSecret | None) -> admin_pb2.StatusReply | None:
+    with sync_channel(addr, secret) as channel:
+        try:
+            reply: admin_pb2.StatusReply = admin_pb2_grpc.AdminStub(channel).Status(
+                admin_pb2.StatusRequest(), timeout=STATUS_TIMEOUT_S
+            )
+            return reply
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise AdminUsageError(f"{addr}: refused: wrong or missing --secret") from err
+            return None
+
+
+def meta_status(target: Target, as_json: bool) -> int:
+    addrs = list(target.meta_addrs)
+    replies: dict[str, admin_pb2.StatusReply | None] = {}
+    queue = list(addrs)
+    while queue:  # members named by any replica are asked too
+        addr = queue.pop(0)
+        if addr in replies:
+            continue
+        reply = fetch_status(addr, target.secret)
+        replies[addr] = reply
+        if reply is not None:
+            for member_addr in [*reply.meta.voters.values(), *reply.meta.learners.values()]:
+                if member_addr not in replies and member_addr not in queue:
+                    queue.append(member_addr)
+    if all(r is None for r in replies.values()):
+        print(f"dfs admin: no metadata server answered at {', '.join(addrs)}", file=sys.stderr)
+        return EXIT_USAGE
+    members: list[dict[str, object]] = []
+    leaders = set()
+    for addr, reply in replies.items():
+        if reply is None:
+            members.append({"id": None, "addr": addr, "role": "unreachable", "ballot": None,
+                            "chosen": None, "applied": None, "lease_ms": None})
+            continue
+        meta = reply.meta
+        if meta.role == "leader":
+            leaders.add(reply.id)
+        members.append({
+            "id": reply.id, "addr": addr, "role": meta.role,
+            "ballot": f"{meta.ballot_round}.{meta.ballot_node}",
+            "chosen": meta.chosen, "applied": meta.applied, "lease_ms": meta.lease_ms,
+        })
+    members.sort(key=lambda m: (m["id"] is None, str(m["id"]).zfill(10)))
+    leader = max(leaders) if len(leaders) == 1 else None
+    if as_json:
+        print(json.dumps({"leader": leader, "members": members}))
+    else:
+        print(f"leader: {leader if leader is not None else 'none'}")
+        print(f"{'id':>3}  {'address':<22} {'role':<12} {'ballot':<8} {'chosen':>8} "
+              f"{'applied':>8} {'lease ms':>8}")
+        for m in members:
+            print(f"{m['id'] if m['id'] is not None else '-':>3}  {m['addr']:<22} "
+                  f"{m['role']:<12} {m['ballot'] or '-':<8} {_num(m['chosen']):>8} "
+                  f"{_num(m['applied']):>8} {_num(m['lease_ms']):>8}")
+    healthy = leader is not None and all(m["role"] != "unreachable" for m in members)
+    return EXIT_OK if healthy else EXIT_PROBLEM
+
+
+def _num(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+async def kv_command(target: Target, words: list[str], as_json: bool) -> int:
+    client = KvClient(target.meta_addrs, target.secret, RetryPolicy(deadline_s=15),
+                      client_name="dfs-admin")
+    try:
+        await client.open()
+        verb, *rest = words
+        if verb == "put" and len(rest) == 2:
+            await client.put(rest[0].encode(), rest[1].encode())
+            result: dict[str, object] = {"ok": True}
+        elif verb == "get" and len(rest) == 1:
+            value = await client.get(rest[0].encode())
+            result = {"found": value is not None,
+                      "value": value.decode(errors="replace") if value is not None else None}
+        elif verb == "cas" and len(rest) == 3:
+            swapped, found = await client.cas(rest[0].encode(), rest[1].encode(),
+                                              rest[2].encode())
+            result = {"swapped": swapped,
+                      "value": found.decode(errors="replace") if found is not None else None}
+        else:
+            raise AdminUsageError("kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW")
+    finally:
+        await client.close()
+    if as_json:
+        print(json.dumps(result))
+    elif verb == "get":
+        if not result["found"]:
+            print("(not found)", file=sys.stderr)
+            return EXIT_PROBLEM
+        print(result["value"])
+    elif verb == "cas" and not result["swapped"]:
+        print(f"not swapped; current value: {result['value']}", file=sys.stderr)
+        return EXIT_PROBLEM
+    return EXIT_OK
+
+
+USAGE = "meta status | kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW"
+
+
+def run(args: argparse.Namespace) -> int:
+    words: Sequence[str] = [w for w in args.action if w != "--json"]
+    as_json = args.json or "--json" in args.action
+    try:
+        if not words:
+            raise AdminUsageError(f"what to do? {USAGE}")
+        target = resolve_target(args)
+        if list(words[:2]) == ["meta", "status"] and len(words) == 2:
+            return meta_status(target, as_json)
+        if words[0] == "kv" and len(words) > 1:
+            return asyncio.run(kv_command(target, list(words[1:]), as_json))
+        raise AdminUsageError(f"unknown or not yet available: {' '.join(words)} ({USAGE})")
+    except AdminUsageError as err:
+        print(f"dfs admin: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except LeaderUnavailable as err:
+        print(f"dfs admin: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except grpc.RpcError as err:
+        code = err.code()
+        detail = err.details()
+        print(f"dfs admin: {code.name}: {detail}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
+        print(f"dfs admin: {err.strerror or err}", file=sys.stderr)
+        return EXIT_PROBLEM

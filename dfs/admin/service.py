@@ -1,0 +1,79 @@
+"""AdminService on metadata servers: status now; membership, snapshots and data
+operations as later issues add them (they answer UNIMPLEMENTED until then)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+
+from dfs import __version__
+from dfs.paxos.node import PaxosNode
+from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
+
+
+class MetaAdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, node: PaxosNode, cluster_id: str, addr: str) -> None:
+        self.node = node
+        self.cluster_id = cluster_id
+        self.addr = addr
+        self.started = time.monotonic()
+
+    async def Status(self, request: admin_pb2.StatusRequest, context: Any) -> admin_pb2.StatusReply:
+        status = self.node.status()
+        config = status.config
+        return admin_pb2.StatusReply(
+            kind=admin_pb2.SERVER_KIND_META,
+            id=self.node.node_id,
+            cluster_id=self.cluster_id,
+            version=__version__,
+            addr=self.addr,
+            uptime_s=time.monotonic() - self.started,
+            meta=admin_pb2.MetaStatus(
+                role=status.role.value if self.node.node_id in config.member_ids else "learner",
+                ballot_round=status.ballot.round,
+                ballot_node=status.ballot.node,
+                chosen=status.chosen_upto,
+                applied=self.node.applied_upto,
+                lease_ms=int(status.lease_left * 1000),
+                leader_id=status.leader_id or 0,
+                voters=dict(config.voters),
+                learners=dict(config.learners),
+            ),
+        )
+
+    async def _not_yet(self, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not available yet")
+
+    async def MetaAdd(self, request: Any, context: Any) -> admin_pb2.AdminReply:
+        return await self._not_yet(context)  # type: ignore[no-any-return]
+
+    async def MetaRemove(self, request: Any, context: Any) -> admin_pb2.AdminReply:
+        return await self._not_yet(context)  # type: ignore[no-any-return]
+
+    async def MetaTransferLeader(
+        self, request: admin_pb2.TransferLeaderRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        if not self.node.core.is_leader:
+            return admin_pb2.AdminReply(ok=False, message="not the leader")
+        done = self.node.transfer_leadership(request.id)
+        return admin_pb2.AdminReply(ok=done, message="transfer started" if done else "refused")
+
+    async def MetaSnapshot(self, request: Any, context: Any) -> admin_pb2.AdminReply:
+        return await self._not_yet(context)  # type: ignore[no-any-return]
+
+    async def DataDrain(self, request: Any, context: Any) -> admin_pb2.AdminReply:
+        return await self._not_yet(context)  # type: ignore[no-any-return]
+
+    async def DataOut(self, request: Any, context: Any) -> admin_pb2.AdminReply:
+        return await self._not_yet(context)  # type: ignore[no-any-return]
+
+    async def DataRemove(self, request: Any, context: Any) -> admin_pb2.AdminReply:
+        return await self._not_yet(context)  # type: ignore[no-any-return]
+
+    async def DataWeight(self, request: Any, context: Any) -> admin_pb2.AdminReply:
+        return await self._not_yet(context)  # type: ignore[no-any-return]
+
+    async def RingShow(self, request: Any, context: Any) -> common_pb2.Ring:
+        return await self._not_yet(context)  # type: ignore[no-any-return]

@@ -1,0 +1,147 @@
+"""The `dfs meta` process: one metadata replica serving the Paxos, KV and admin
+services on one address until SIGTERM.
+
+Owns process lifecycle only: flags, secret, data-dir identity, bootstrap,
+wiring of services to the node, health, and a graceful stop that lets
+in-flight writes finish. Protocol and state live in dfs/paxos and dfs/meta.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from dfs.auth import ClusterSecret, SecretError, read_secret
+from dfs.config import ConfigError, require
+from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
+from dfs.logs import setup_logging
+from dfs.meta.kv_service import KvService
+from dfs.paxos.config import Config
+from dfs.paxos.kv import KvMachine
+from dfs.paxos.node import BootstrapError, NodeOptions, PaxosNode, load_bootstrap
+from dfs.paxos.sessions import SessionTable
+from dfs.rpc import admin_pb2_grpc, meta_pb2_grpc, paxos_pb2_grpc
+from dfs.serving import BindError, GrpcServer
+
+log = logging.getLogger("dfs.meta")
+
+STOP_GRACE_S = 5.0
+REPLY_GRACE_S = 0.5  # for answers already decided to reach their callers
+HEALTH_POLL_S = 0.05
+
+
+class UsageError(Exception):
+    """Flags that cannot start a replica; the message says which and why."""
+
+
+def parse_peers(text: str) -> dict[int, str]:
+    """`1=host:port,2=host:port` -> {1: "host:port", 2: "host:port"}."""
+    peers: dict[int, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        node, sep, addr = item.partition("=")
+        if not sep or not node.strip().isdigit() or ":" not in addr:
+            raise UsageError(f"--peers: {item!r} is not ID=HOST:PORT")
+        node_id = int(node)
+        if node_id <= 0 or node_id in peers:
+            raise UsageError(f"--peers: id {node_id} is zero or repeated")
+        peers[node_id] = addr.strip()
+    if not peers:
+        raise UsageError("--peers is empty")
+    return peers
+
+
+@dataclass(frozen=True)
+class MetaSettings:
+    node_id: int
+    listen: str
+    data_dir: Path
+    secret: ClusterSecret | None
+    bootstrap_peers: dict[int, str] | None
+    session_timeout_ms: int
+
+
+def settings_from_args(args: argparse.Namespace) -> MetaSettings:
+    try:
+        require(args, "id", "listen", "data_dir")
+    except ConfigError as err:
+        raise UsageError(str(err)) from err
+    if args.id <= 0:
+        raise UsageError("--id must be a positive integer")
+    if args.secret and args.insecure:
+        raise UsageError("give --secret or --insecure, not both")
+    if not args.secret and not args.insecure:
+        raise UsageError("--secret FILE is required (or --insecure, for tests only)")
+    try:
+        secret = read_secret(Path(args.secret)) if args.secret else None
+    except SecretError as err:
+        raise UsageError(str(err)) from err
+    peers = parse_peers(args.peers) if args.peers else None
+    if peers is not None and peers.get(args.id) not in (None, args.listen):
+        raise UsageError(f"--peers names {peers[args.id]} for id {args.id}, but --listen is "
+                         f"{args.listen}")
+    if peers is not None and args.id not in peers:
+        raise UsageError(f"--peers does not include this replica's id {args.id}")
+    return MetaSettings(args.id, args.listen, Path(args.data_dir), secret, peers,
+                        args.session_timeout_ms)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `dfs meta`; returns the exit status."""
+    setup_logging(args.log_level, f"meta{args.id or ''}")
+    try:
+        settings = settings_from_args(args)
+        cluster_id = settings.secret.cluster_id if settings.secret else INSECURE_CLUSTER_ID
+        claim(settings.data_dir, Identity("meta", settings.node_id, cluster_id))
+        given = Config.of(settings.bootstrap_peers) if settings.bootstrap_peers else None
+        bootstrap = load_bootstrap(settings.data_dir, given)
+    except (UsageError, DataDirError, BootstrapError) as err:
+        log.error("%s", err)
+        return 2
+    try:
+        asyncio.run(serve(settings, bootstrap, cluster_id))
+    except BindError as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> None:
+    from dfs.admin.service import MetaAdminService
+
+    machine = KvMachine()
+    table = SessionTable(machine, timeout_ns=settings.session_timeout_ms * 1_000_000)
+    node = PaxosNode(settings.node_id, settings.data_dir, table, settings.secret, bootstrap,
+                     NodeOptions())
+    server = GrpcServer(settings.listen, settings.secret)
+    server.add(lambda s: paxos_pb2_grpc.add_PaxosServicer_to_server(node.service, s))
+    server.add(lambda s: meta_pb2_grpc.add_KvServicer_to_server(
+        KvService(node, machine, table), s))
+    server.add(lambda s: admin_pb2_grpc.add_AdminServicer_to_server(
+        MetaAdminService(node, cluster_id, settings.listen), s))
+    await node.start()
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    serving = False
+    while not stop.is_set():
+        knows_leader = node.core.leader_id is not None
+        if knows_leader != serving:
+            serving = knows_leader
+            await server.set_serving(serving)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEALTH_POLL_S)
+    log.info("stopping: finishing in-flight requests")
+    # In-flight writes complete while the node still runs; then the server
+    # stops (its long-lived peer streams would otherwise hold it for the whole
+    # grace period), then the node.
+    await node.drain(STOP_GRACE_S)
+    await server.stop(REPLY_GRACE_S)
+    await node.stop(0)
+    log.info("stopped")

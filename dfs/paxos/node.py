@@ -1,0 +1,394 @@
+"""The driver of one metadata replica: gives the pure core a disk, a network and a clock.
+
+Owns the event loop side of Multi-Paxos: feeding the core messages, ticks and
+proposals; persisting its records in the WAL before anything that depends on
+them is sent (the core withholds those messages until `durable`); applying
+chosen entries to the state machine in slot order; answering proposers and
+readers. It never decides protocol questions: those are the core's.
+
+Every proposed command is wrapped in an envelope (origin replica, proposal id)
+so the proposer can match the applied result to the waiting caller; the state
+machine sees only the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import struct
+import time
+from collections import defaultdict
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dfs.auth import ClusterSecret
+from dfs.datadir import write_atomically
+from dfs.paxos.config import Config, decode_config, encode_config
+from dfs.paxos.core import Options, PaxosCore, Ready, Role, Status
+from dfs.paxos.machine import ApplyContext
+from dfs.paxos.messages import LogEntry, Outgoing, Prepare, Promise
+from dfs.paxos.records import decode_record, encode_record, recover
+from dfs.paxos.sessions import SessionTable, Tick, encode_command
+from dfs.paxos.transport import PaxosService, PeerTransport
+from dfs.paxos.wal import Wal
+from dfs.paxos.wire import (
+    message_from_pb,
+    message_to_pb,
+    prepare_from_pb,
+    prepare_to_pb,
+    promise_from_pb,
+)
+from dfs.paxos.wire import promise_to_pb as promise_pb
+from dfs.rpc import paxos_pb2
+
+log = logging.getLogger(__name__)
+
+ENVELOPE = struct.Struct(">IQ")  # origin replica id, proposal id
+BOOTSTRAP_FILE = "bootstrap.conf"
+WAL_DIR = "wal"
+
+
+class NotLeader(Exception):
+    """This replica cannot serve the request; `leader_addr` may name one that can."""
+
+    def __init__(self, leader_addr: str | None) -> None:
+        super().__init__(f"not the leader (leader: {leader_addr or 'unknown'})")
+        self.leader_addr = leader_addr
+
+
+class BootstrapError(Exception):
+    """The data dir has no configuration and none was given."""
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    tick_interval_s: float = 0.01
+    # Randomized per election; must exceed the lease (see Options.lease_duration).
+    election_timeout_s: tuple[float, float] = (0.3, 0.6)
+    session_tick_interval_s: float = 1.0
+    prepare_timeout_s: float = 0.5
+    core: Options = field(
+        default_factory=lambda: Options(
+            heartbeat_interval=0.05, lease_duration=0.2, lease_drift_margin=0.02,
+            window=64, max_batch=512,
+        )
+    )
+
+
+def load_bootstrap(data_dir: Path, given: Config | None) -> Config:
+    """The initial configuration: recorded on first start, ignored afterwards."""
+    path = data_dir / BOOTSTRAP_FILE
+    if path.exists():
+        config, _ = decode_config(path.read_bytes())
+        if given is not None and given != config:
+            log.warning("--peers ignored: this data dir was bootstrapped already")
+        return config
+    if given is None:
+        raise BootstrapError(
+            f"data dir {data_dir} holds no configuration: give --peers (new cluster) "
+            f"or --join (new member)"
+        )
+    write_atomically(path, encode_config(given))
+    return given
+
+
+class PaxosNode:
+    """One replica: core + WAL + transport + the state machine it drives."""
+
+    def __init__(
+        self,
+        node_id: int,
+        data_dir: Path,
+        machine: SessionTable,
+        secret: ClusterSecret | None,
+        bootstrap: Config,
+        options: NodeOptions = NodeOptions(),
+    ) -> None:
+        self.node_id = node_id
+        self.data_dir = data_dir
+        self.machine = machine
+        self.options = options
+        self.bootstrap = bootstrap
+        self.transport = PeerTransport(node_id, secret)
+        self.service = PaxosService(self._on_stream_message, self._on_prepare)
+        self.applied_upto = 0
+        self._rng = random.Random()
+        self._dirty = asyncio.Event()
+        self._queued: list[bytes] = []
+        self._next_proposal = 1
+        self._proposals: dict[int, asyncio.Future[bytes]] = {}
+        self._next_read = 1
+        self._reads: dict[int, asyncio.Future[None]] = {}
+        self._reads_by_index: dict[int, list[asyncio.Future[None]]] = defaultdict(list)
+        self._promise_waiters: dict[int, list[asyncio.Future[Promise]]] = defaultdict(list)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._last_role = Role.FOLLOWER
+        self._last_leader: int | None = None
+        self._known_addrs: dict[int, str] = {}
+        self.leader_changed = asyncio.Event()
+        self.wal: Wal
+        self.core: PaxosCore
+        self._wal_base = 0
+        self._stopping = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self.wal, replay = await asyncio.to_thread(Wal.open, self.data_dir / WAL_DIR)
+        self._wal_base = self.wal.next_index - 1
+        recovered = recover(decode_record(payload) for _, payload in replay)
+        low, high = self.options.election_timeout_s
+        self.core = PaxosCore(
+            self.node_id, self.bootstrap, recovered, self.options.core,
+            election_timeout=lambda: self._rng.uniform(low, high), now=time.monotonic(),
+        )
+        log.info(
+            "replica %d recovered: promised %s, chosen up to %d, %d log entries",
+            self.node_id, recovered.promised, recovered.chosen_upto, len(recovered.log),
+        )
+        self._update_peers()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._pump_loop()),
+            loop.create_task(self._tick_loop()),
+            loop.create_task(self._session_tick_loop()),
+        ]
+        self._kick()
+
+    async def drain(self, grace_s: float = 5.0) -> None:
+        """Refuse new proposals and let those in flight finish (bounded)."""
+        self._stopping = True
+        pending = [f for f in self._proposals.values() if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=grace_s)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Drain, then stop every task, the transport and the WAL."""
+        await self.drain(grace_s)
+        for task in self._tasks + list(self._background):
+            task.cancel()
+        for task in self._tasks + list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.transport.close()
+        await self.wal.close()
+
+    # ---------------------------------------------------------------- API
+
+    def leader_addr(self) -> str | None:
+        leader = self.core.leader_id
+        if leader is None:
+            return None
+        return self.core.config.addresses().get(leader) or self._known_addrs.get(leader)
+
+    def status(self) -> Status:
+        return self.core.status(time.monotonic())
+
+    async def propose(self, command: bytes, timeout_s: float = 5.0) -> bytes:
+        """Put `command` through the log; returns the state machine's result.
+
+        Raises NotLeader when this replica does not lead (or stops leading
+        before the command is applied); TimeoutError when the log stalls.
+        A caller that retries must resend the same session sequence number.
+        """
+        if not self.core.is_leader or self._stopping:
+            raise NotLeader(self.leader_addr())
+        proposal_id = self._next_proposal
+        self._next_proposal += 1
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._proposals[proposal_id] = future
+        self._queued.append(ENVELOPE.pack(self.node_id, proposal_id) + command)
+        self._kick()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        finally:
+            self._proposals.pop(proposal_id, None)
+
+    async def read_barrier(self, timeout_s: float = 5.0) -> None:
+        """Return once local state reflects every write acknowledged before the call
+        (a lease read when the lease holds, a read-index round otherwise)."""
+        if not self.core.is_leader:
+            raise NotLeader(self.leader_addr())
+        read_id = self._next_read
+        self._next_read += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads[read_id] = future
+        self.core.read(read_id, time.monotonic())
+        self._kick()
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        finally:
+            self._reads.pop(read_id, None)
+
+    def transfer_leadership(self, target: int) -> bool:
+        done = self.core.transfer_leadership(target, time.monotonic())
+        self._kick()
+        return done
+
+    # ---------------------------------------------------------------- inputs
+
+    def _kick(self) -> None:
+        self._dirty.set()
+
+    def _on_stream_message(self, pb: paxos_pb2.PeerMessage) -> None:
+        message = message_from_pb(pb)
+        if message is not None and pb.to == self.node_id:
+            self.core.step(message, time.monotonic())
+            self._kick()
+
+    async def _on_prepare(self, pb: paxos_pb2.PrepareRequest) -> paxos_pb2.PrepareReply:
+        """Phase 1 as a unary call: step the core, wait for its (durable) promise."""
+        prepare = prepare_from_pb(pb)
+        future: asyncio.Future[Promise] = asyncio.get_running_loop().create_future()
+        self._promise_waiters[prepare.sender].append(future)
+        self.core.step(prepare, time.monotonic())
+        self._kick()
+        try:
+            return promise_pb(await asyncio.wait_for(future, self.options.prepare_timeout_s))
+        except TimeoutError:
+            # No answer (e.g. rule 3 after a restart): a refusal that names no ballot.
+            return paxos_pb2.PrepareReply(promised=False, sender=self.node_id)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._promise_waiters[prepare.sender].remove(future)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.tick_interval_s)
+            self.core.tick(time.monotonic())
+            self._kick()
+
+    async def _session_tick_loop(self) -> None:
+        """Leader duty: a tick command in state time, idle or not, drives session expiry."""
+        while True:
+            await asyncio.sleep(self.options.session_tick_interval_s)
+            if not self.core.is_leader:
+                continue
+            ballot = self.core.status(time.monotonic()).ballot
+            tick = encode_command(Tick(time.time_ns(), ballot.round, ballot.node))
+            with contextlib.suppress(NotLeader, TimeoutError):
+                await self.propose(tick)
+
+    # ---------------------------------------------------------------- the pump
+
+    async def _pump_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                self._drain()
+            except Exception:  # a bug here must not silently stop the replica
+                log.exception("replica %d: driver step failed", self.node_id)
+                raise
+
+    def _drain(self) -> None:
+        now = time.monotonic()
+        if self._queued:
+            commands, self._queued = self._queued, []
+            if not self.core.propose(commands, now):
+                self._fail_proposals()
+        while ready := self.core.ready():
+            self._handle(ready)
+        self._watch_leadership()
+
+    def _handle(self, ready: Ready) -> None:
+        if ready.records:
+            last = self.wal.append([encode_record(r) for r in ready.records])
+            assert last == self._wal_base + ready.records_upto, "WAL and core disagree"
+            self._spawn(self._await_durable(ready.records_upto))
+        for outgoing in ready.messages:
+            self._send(outgoing)
+        for entry in ready.committed:
+            self._apply(entry)
+        for read in ready.reads:
+            reader = self._reads.get(read.request_id)
+            if reader is None or reader.done():
+                continue
+            if not read.ok:
+                reader.set_exception(NotLeader(self.leader_addr()))
+            elif read.read_index <= self.applied_upto:
+                reader.set_result(None)
+            else:
+                self._reads_by_index[read.read_index].append(reader)
+        for needed in ready.snapshots_needed:
+            log.warning("replica %d needs a snapshot (log starts at %d); not supported yet",
+                        needed.peer, needed.log_start)
+
+    async def _await_durable(self, core_index: int) -> None:
+        await self.wal.wait_durable(self._wal_base + core_index)
+        self.core.durable(core_index, time.monotonic())
+        self._kick()
+
+    def _send(self, outgoing: Outgoing) -> None:
+        message = outgoing.message
+        if isinstance(message, Prepare):
+            self._spawn(self._send_prepare(outgoing.to, message))
+        elif isinstance(message, Promise) and self._promise_waiters.get(outgoing.to):
+            for waiter in self._promise_waiters.pop(outgoing.to):
+                if not waiter.done():
+                    waiter.set_result(message)
+        else:
+            self.transport.send(message_to_pb(outgoing.to, message))
+
+    async def _send_prepare(self, to: int, prepare: Prepare) -> None:
+        reply = await self.transport.prepare(
+            to, prepare_to_pb(prepare), self.options.prepare_timeout_s
+        )
+        if reply is not None:
+            self.core.step(promise_from_pb(reply), time.monotonic())
+            self._kick()
+
+    def _apply(self, entry: LogEntry) -> None:
+        for index, wrapped in enumerate(entry.commands):
+            origin, proposal_id = ENVELOPE.unpack_from(wrapped)
+            result = self.machine.apply(
+                wrapped[ENVELOPE.size :], ApplyContext(entry.slot, index, 0, 0)
+            )
+            if origin == self.node_id:
+                future = self._proposals.get(proposal_id)
+                if future is not None and not future.done():
+                    future.set_result(result)
+        self.applied_upto = entry.slot
+        if entry.config is not None:
+            self._update_peers()
+        for read_index in [i for i in self._reads_by_index if i <= self.applied_upto]:
+            for reader in self._reads_by_index.pop(read_index):
+                if not reader.done():
+                    reader.set_result(None)
+
+    def _update_peers(self) -> None:
+        addresses = self.core.config.addresses()
+        self._known_addrs.update(addresses)
+        self.transport.set_peers(addresses)
+
+    def _watch_leadership(self) -> None:
+        role, leader = self.core.role, self.core.leader_id
+        if self._last_role is Role.LEADER and role is not Role.LEADER:
+            log.info("replica %d stepped down", self.node_id)
+            self._fail_proposals()
+        if role is Role.LEADER and self._last_role is not Role.LEADER:
+            log.info("replica %d leads (ballot %s)", self.node_id, self.status().ballot)
+        if leader != self._last_leader:
+            self.leader_changed.set()
+        self._last_role, self._last_leader = role, leader
+
+    def _fail_proposals(self) -> None:
+        """Leadership is gone: tell every waiting proposer to retry at the new leader.
+        A command that is chosen anyway is answered from the session table on retry."""
+        error = NotLeader(self.leader_addr())
+        for future in self._proposals.values():
+            if not future.done():
+                future.set_exception(error)
+        for reader in self._reads.values():
+            if not reader.done():
+                reader.set_exception(error)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
