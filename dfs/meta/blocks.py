@@ -6,8 +6,6 @@ drop chunk references, and never touch reference counts themselves.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from dfs.meta.types import Slice
 
 Interval = tuple[int, int]  # [start, end) inside a block
@@ -33,7 +31,7 @@ def trim(slices: list[Slice], cut: int) -> list[Slice]:
         if piece.offset >= cut:
             continue
         if piece.offset + piece.length > cut:
-            piece = replace(piece, length=cut - piece.offset)
+            piece = piece._replace(length=cut - piece.offset)
         kept.append(piece)
     slices[:] = kept
     return dropped
@@ -61,8 +59,7 @@ def clip(new: list[Slice], allowed: list[Interval]) -> list[Slice]:
             part_start, part_end = max(start, lo), min(end, hi)
             if part_start < part_end:
                 clipped.append(
-                    replace(
-                        piece,
+                    piece._replace(
                         offset=part_start,
                         length=part_end - part_start,
                         offset_in_chunk=piece.offset_in_chunk + part_start - start,

@@ -109,7 +109,7 @@ def _codec_for(hint: Any) -> tuple[Encoder, Decoder]:
         return _put_bytes, _get_bytes
     if hint is str:
         return _put_str, _get_str
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+    if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or _is_named_tuple(hint)):
         return _record(hint)
     raise TypeError(f"no codec for {hint!r}")
 
@@ -162,11 +162,21 @@ def _enum(kind: type[enum.IntEnum]) -> tuple[Encoder, Decoder]:
 _RECORDS: dict[type, tuple[Encoder, Decoder]] = {}
 
 
+def _is_named_tuple(cls: type) -> bool:
+    return issubclass(cls, tuple) and hasattr(cls, "_fields")
+
+
+def _field_names(cls: type) -> list[str]:
+    if _is_named_tuple(cls):
+        return list(cls._fields)  # type: ignore[attr-defined]
+    return [field.name for field in dataclasses.fields(cls)]
+
+
 def _record(cls: type) -> tuple[Encoder, Decoder]:
     if cls in _RECORDS:
         return _RECORDS[cls]
     hints = typing.get_type_hints(cls)
-    names = [field.name for field in dataclasses.fields(cls)]
+    names = _field_names(cls)
     field_codecs = [_codec_for(hints[name]) for name in names]
     encoders = [(name, encode) for name, (encode, _) in zip(names, field_codecs, strict=True)]
     decoders = [decode for _, decode in field_codecs]

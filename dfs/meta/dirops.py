@@ -30,6 +30,7 @@ _WRITE_SEARCH = W_OK | X_OK
 _DIR_MODE_MASK = 0o1777  # mkdir drops suid/sgid from the requested mode; sgid may be inherited
 _FILE_MODE_MASK = 0o7777
 _SYMLINK_MODE = 0o777
+_KINDS = frozenset(Kind)
 
 
 def make_node(state: NamespaceState, op: MakeNode) -> AttrResult:
@@ -74,7 +75,7 @@ def _kind_error(op: MakeNode) -> int:
             return errno.ENAMETOOLONG
         if b"\0" in op.target:
             return errno.EINVAL
-    if op.kind not in Kind.__members__.values():
+    if op.kind not in _KINDS:
         return errno.EINVAL
     return 0
 

@@ -14,6 +14,7 @@ from dfs.meta.types import MemberState, Ring, RingMember
 
 DEFAULT_REPLICAS = 3
 DEFAULT_VNODES_PER_WEIGHT = 64
+_STATES = frozenset(MemberState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class RingData:
         current = self.members.get(member_id)
         if current is None:
             return errno.ENOENT
-        if state not in MemberState.__members__.values():
+        if state not in _STATES:
             return errno.EINVAL
         self._put(replace(current, state=MemberState(state)))
         return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 ROOT_INO = 1
 NAME_MAX = 255  # bytes in one directory entry name, as Linux's NAME_MAX
@@ -96,9 +97,9 @@ class Caller:
 ROOT = Caller(0, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Attr:
-    """stat(2) of one inode."""
+class Attr(NamedTuple):
+    """stat(2) of one inode. A named tuple, not a dataclass: every answer builds one,
+    and a tuple is built four times faster."""
 
     ino: int
     kind: Kind
@@ -115,9 +116,9 @@ class Attr:
     blksize: int
 
 
-@dataclass(frozen=True, slots=True)
-class Slice:
-    """Bytes [offset, offset + length) of a block come from chunk_id at offset_in_chunk."""
+class Slice(NamedTuple):
+    """Bytes [offset, offset + length) of a block come from chunk_id at offset_in_chunk.
+    A named tuple: block maps hold millions, and tuples are compact and quick to build."""
 
     offset: int
     length: int
