@@ -40,6 +40,9 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
                 leader_id=status.leader_id or 0,
                 voters=dict(config.voters),
                 learners=dict(config.learners),
+                wal_fsyncs=self.node.wal.fsync_count,
+                wal_bytes=self.node.wal.size_bytes(),
+                commands_applied=self.node.commands_applied,
             ),
         )
 

@@ -116,6 +116,7 @@ class PaxosNode:
         self.transport = PeerTransport(node_id, secret)
         self.service = PaxosService(self._on_stream_message, self._on_prepare)
         self.applied_upto = 0
+        self.commands_applied = 0
         self._rng = random.Random()
         self._dirty = asyncio.Event()
         self._queued: list[bytes] = []
@@ -354,6 +355,7 @@ class PaxosNode:
                 if future is not None and not future.done():
                     future.set_result(result)
         self.applied_upto = entry.slot
+        self.commands_applied += len(entry.commands)
         if entry.config is not None:
             self._update_peers()
         for read_index in [i for i in self._reads_by_index if i <= self.applied_upto]:

@@ -117,6 +117,9 @@ class MetaStatus(_message.Message):
     VOTERS_FIELD_NUMBER: _builtins.int
     LEARNERS_FIELD_NUMBER: _builtins.int
     SNAPSHOT_SLOT_FIELD_NUMBER: _builtins.int
+    WAL_FSYNCS_FIELD_NUMBER: _builtins.int
+    WAL_BYTES_FIELD_NUMBER: _builtins.int
+    COMMANDS_APPLIED_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     """leader, follower, learner or candidate."""
     ballot_round: _builtins.int
@@ -133,6 +136,14 @@ class MetaStatus(_message.Message):
     """The leader this replica knows of (0 = none)."""
     snapshot_slot: _builtins.int
     """Slot of the newest snapshot."""
+    wal_fsyncs: _builtins.int
+    """fdatasync calls of the WAL since start (group commit makes this far
+    smaller than the number of commands).
+    """
+    wal_bytes: _builtins.int
+    """Bytes of WAL on disk."""
+    commands_applied: _builtins.int
+    """Commands applied since start (all slots' batches)."""
     @_builtins.property
     def voters(self) -> _containers.ScalarMap[_builtins.int, _builtins.str]:
         """Voters: id -> address."""
@@ -154,10 +165,13 @@ class MetaStatus(_message.Message):
         voters: _abc.Mapping[_builtins.int, _builtins.str] | None = ...,
         learners: _abc.Mapping[_builtins.int, _builtins.str] | None = ...,
         snapshot_slot: _builtins.int = ...,
+        wal_fsyncs: _builtins.int = ...,
+        wal_bytes: _builtins.int = ...,
+        commands_applied: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "ballot_node", b"ballot_node", "ballot_round", b"ballot_round", "chosen", b"chosen", "leader_id", b"leader_id", "learners", b"learners", "lease_ms", b"lease_ms", "role", b"role", "snapshot_slot", b"snapshot_slot", "voters", b"voters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "ballot_node", b"ballot_node", "ballot_round", b"ballot_round", "chosen", b"chosen", "commands_applied", b"commands_applied", "leader_id", b"leader_id", "learners", b"learners", "lease_ms", b"lease_ms", "role", b"role", "snapshot_slot", b"snapshot_slot", "voters", b"voters", "wal_bytes", b"wal_bytes", "wal_fsyncs", b"wal_fsyncs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
