@@ -256,3 +256,58 @@ def test_link_count_limit_is_emlink() -> None:
         result = clock.run(Link(ROOT, ino, directory, b"%d" % number))
         assert isinstance(result, AttrResult) and result.errno == 0
     assert clock.run(Link(ROOT, ino, directory, b"one-more")) == AttrResult(errno.EMLINK)
+
+
+def test_xattr_value_and_total_limits() -> None:
+    from dfs.meta.ops import SetXattr
+    from dfs.meta.types import XATTR_SIZE_MAX, XATTR_TOTAL_MAX
+
+    clock = Clock()
+    ino = clock.create(b"f")
+    too_big = SetXattr(ROOT, ino, b"user.big", b"x" * (XATTR_SIZE_MAX + 1))
+    assert clock.run(too_big) == ErrnoResult(errno.E2BIG)
+    largest = b"x" * XATTR_SIZE_MAX
+    stored = 0
+    number = 0
+    while stored + len(largest) + 10 <= XATTR_TOTAL_MAX:
+        name = b"user.%04d" % number
+        assert clock.run(SetXattr(ROOT, ino, name, largest)) == ErrnoResult(0)
+        stored += len(name) + len(largest)
+        number += 1
+    assert clock.run(SetXattr(ROOT, ino, b"user.last", largest)) == ErrnoResult(errno.ENOSPC)
+
+
+def test_queries_never_change_the_state() -> None:
+    from dfs.meta.ops import (
+        Access,
+        GetBlockMap,
+        GetXattr,
+        ListXattr,
+        Lookup,
+        Open,
+        Readlink,
+    )
+
+    clock = Clock()
+    ino = clock.create(b"f")
+    clock.commit(ino, clock.alloc(1))
+    directory = clock.create(b"d", Kind.DIRECTORY)
+    before = clock.machine.snapshot()
+    for query in (
+        Lookup(ROOT, ROOT_INO, b"f"),
+        Lookup(ROOT, directory, b".."),
+        GetAttr(ROOT, ino),
+        ReadDir(ROOT, ROOT_INO, 0, 1, True),
+        Readlink(ROOT, ino),
+        GetXattr(ROOT, ino, b"user.a"),
+        ListXattr(ROOT, ino),
+        StatFs(ROOT),
+        Access(ROOT, ino, 7),
+        Open(ROOT, ino, 2),
+        GetBlockMap(ROOT, ino),
+        ListChunkRefs(0, 10),
+        FetchGC(10),
+        GetRing(),
+    ):
+        clock.machine.query(query)
+    assert clock.machine.snapshot() == before
