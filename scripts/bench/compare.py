@@ -29,7 +29,7 @@ from figures import WORKLOAD_NAMES, figures_of
 from machine import describe
 from mounts import MountError, PassthroughMount
 from plot import PLOT_NOTE_PREFIX, plot_ratios
-from report import text
+from report import markdown, text
 
 DFS = "dfs"
 FS_SCRIPT = Path(__file__).resolve().parent / "fs.py"
@@ -54,6 +54,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "meaningful spreads)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the tables as Markdown (for docs) instead of plain text")
     parser.add_argument("--only", metavar="NAME,...", default=",".join(WORKLOAD_NAMES),
                         help=f"workloads (default all: {','.join(WORKLOAD_NAMES)})")
     parser.add_argument("--workdir", type=Path,
@@ -227,13 +229,19 @@ def _ensure_dfs_importable() -> None:
         sys.path.insert(0, str(REPO_ROOT))
 
 
+def render_output(comparison: Comparison, args: argparse.Namespace) -> str:
+    if args.json:
+        return json.dumps(comparison.to_json(), indent=2)
+    return markdown(comparison) if args.markdown else text(comparison)
+
+
 def report_only(args: argparse.Namespace) -> int:
     comparison = Comparison.from_json(json.loads(args.report.read_text()))
     if args.plot:
         # The earlier run's word on its plot no longer holds.
         comparison.notes = [n for n in comparison.notes if not n.startswith(PLOT_NOTE_PREFIX)]
         comparison.notes.append(plot_ratios(comparison, args.plot))
-    print(json.dumps(comparison.to_json(), indent=2) if args.json else text(comparison))
+    print(render_output(comparison, args))
     return EXIT_OK
 
 
@@ -259,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results_path = workdir / "results.json"
     results_path.write_text(json.dumps(comparison.to_json(), indent=2))
     progress(f"done in {time.monotonic() - started:.0f} s; results in {results_path}")
-    print(json.dumps(comparison.to_json(), indent=2) if args.json else text(comparison))
+    print(render_output(comparison, args))
     incomplete = comparison.errors or any(comparison.missing(t) for t in comparison.targets)
     return EXIT_INCOMPLETE if incomplete else EXIT_OK
 

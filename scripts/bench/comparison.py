@@ -99,7 +99,7 @@ class Comparison:
                 "ops": {
                     op: {
                         "floor_ops_per_s": self.floor(op),
-                        "vs_floor": {t: self._vs_floor(t, op) for t in self.targets},
+                        "vs_floor": {t: self.vs_floor(t, op) for t in self.targets},
                     }
                     for op in self.floor_ops()
                 },
@@ -126,6 +126,7 @@ class Comparison:
             errors=data["errors"], notes=data["notes"],
         )
 
-    def _vs_floor(self, target: str, op: str) -> float | None:
+    def vs_floor(self, target: str, op: str) -> float | None:
+        """A target's median rate of `op` over the floor of `op`."""
         floor, value = self.floor(op), self.summary(target, op)
         return None if floor is None or value is None else value.median / floor

@@ -1,4 +1,7 @@
-"""The human report of a compare run: target status, figures with ratios, floors."""
+"""The human report of a compare run: target status, figures with ratios, floors.
+
+The same rows are rendered as a plain-text table (terminal) or as Markdown (docs).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from figures import SPEC_BY_NAME
 from table import number, render
 
 MISSING = "-"
+Rows = list[list[str]]
 
 
 def _cell(comparison: Comparison, target: str, figure: str) -> str:
@@ -20,12 +24,7 @@ def _ratio(value: float | None) -> str:
     return MISSING if value is None else f"{value:.2f}"
 
 
-def status_table(comparison: Comparison) -> str:
-    return render(["target", "status"],
-                  [[name, status] for name, status in comparison.status.items()], "ll")
-
-
-def figures_table(comparison: Comparison) -> str:
+def figure_rows(comparison: Comparison) -> tuple[list[str], Rows]:
     pairs = comparison.pairs()
     header = ["figure", "unit", *comparison.targets, *(f"{t}/{r}" for t, r in pairs)]
     rows = [
@@ -37,36 +36,34 @@ def figures_table(comparison: Comparison) -> str:
         ]
         for name in comparison.figure_names
     ]
-    return render(header, rows, "ll" + "r" * (len(header) - 2))
+    return header, rows
 
 
-def floor_table(comparison: Comparison) -> str:
-    round_trip, fsync = comparison.round_trip_s, comparison.fsync_s
-    if round_trip is None or fsync is None or not comparison.floor_ops():
-        return "per-operation floor: not measured"
-    lines = [
-        "Per-operation floor of sequential durable operations: "
-        "1 / (passthrough op time + gRPC round trip + fsync)",
-        f"gRPC unary round trip {round_trip.median * 1e6:.0f} us "
-        f"({round_trip.spread * 100:.0f}%), fsync of a 4 KiB append "
-        f"{fsync.median * 1e6:.0f} us ({fsync.spread * 100:.0f}%), medians over the rounds",
-        "",
-    ]
+def floor_rows(comparison: Comparison) -> tuple[list[str], Rows]:
     header = ["operation", "floor ops/s", *(f"{t}/floor" for t in comparison.targets)]
     rows = []
     for op in comparison.floor_ops():
         floor = comparison.floor(op)
-        cells = []
-        for target in comparison.targets:
-            value = comparison.summary(target, op)
-            cells.append(_ratio(None if floor is None or value is None else value.median / floor))
+        cells = [_ratio(comparison.vs_floor(t, op)) for t in comparison.targets]
         rows.append([op, MISSING if floor is None else number(floor), *cells])
-    return "\n".join(lines) + render(header, rows)
+    return header, rows
+
+
+def floor_inputs(comparison: Comparison) -> str | None:
+    round_trip, fsync = comparison.round_trip_s, comparison.fsync_s
+    if round_trip is None or fsync is None or not comparison.floor_ops():
+        return None
+    return (
+        f"gRPC unary round trip {round_trip.median * 1e6:.0f} us "
+        f"({round_trip.spread * 100:.0f}%), fsync of a 4 KiB append "
+        f"{fsync.median * 1e6:.0f} us ({fsync.spread * 100:.0f}%), medians over the rounds"
+    )
 
 
 def text(comparison: Comparison) -> str:
     kind = "quick" if comparison.quick else "full"
     machine = comparison.machine
+    header, rows = figure_rows(comparison)
     parts = [
         f"dfs benchmark comparison: {comparison.rounds} interleaved round(s), {kind} sizes",
         f"machine: {machine.get('cpu')}, {machine.get('cores')} cores, "
@@ -74,16 +71,41 @@ def text(comparison: Comparison) -> str:
         f"Python {machine.get('python')}, pyfuse3 {machine.get('pyfuse3')}; "
         f"work dir on {machine.get('workdir_fs')}",
         "",
-        status_table(comparison),
+        render(["target", "status"], [[n, s] for n, s in comparison.status.items()], "ll"),
         "",
-        figures_table(comparison),
+        render(header, rows, "ll" + "r" * (len(header) - 2)),
         "value (n%): median over the rounds (spread = (max - min) / median); "
         "ratios of medians, > 1 = faster",
     ]
     parts += [f"{name}: {status}" for name, status in comparison.status.items()
               if name not in comparison.targets]
-    parts += ["", floor_table(comparison)]
+    inputs = floor_inputs(comparison)
+    if inputs is None:
+        parts += ["", "per-operation floor: not measured"]
+    else:
+        parts += ["", "Per-operation floor of sequential durable operations: "
+                  "1 / (passthrough op time + gRPC round trip + fsync)", inputs, ""]
+        parts.append(render(*floor_rows(comparison)))
     for target, messages in comparison.errors.items():
         parts += [f"ERROR {target}: {message}" for message in messages]
     parts += [f"note: {note}" for note in comparison.notes]
+    return "\n".join(parts)
+
+
+def _markdown_table(header: list[str], rows: Rows) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(comparison: Comparison) -> str:
+    """The figures and floor tables as Markdown, for docs/benchmarks.md."""
+    parts = [_markdown_table(*figure_rows(comparison)), ""]
+    parts += [f"{name}: {status}\n" for name, status in comparison.status.items()
+              if name not in comparison.targets]
+    inputs = floor_inputs(comparison)
+    if inputs is not None:
+        parts += [f"Floor = 1 / (passthrough op time + gRPC round trip + fsync); {inputs}.", ""]
+        parts.append(_markdown_table(*floor_rows(comparison)))
     return "\n".join(parts)
