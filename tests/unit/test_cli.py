@@ -31,12 +31,28 @@ def test_help_runs_as_a_process() -> None:
     assert done.returncode == 0 and "--data-dir" in done.stdout
 
 
-@pytest.mark.parametrize("name", ["meta", "data", "umount", "up", "down", "admin"])
+@pytest.mark.parametrize("name", ["umount", "up", "down"])
 def test_unimplemented_exit_2_with_one_line(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [name, "x"] if name == "umount" else [name]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not available yet" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["meta"], "missing --id, --listen, --data-dir"),
+        (["meta", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "x"], "--secret FILE"),
+        (["admin"], "what to do?"),
+        (["admin", "meta", "status"], "give --meta"),
+    ],
+)
+def test_incomplete_commands_fail_in_one_line(argv: list[str], message: str) -> None:
+    done = run_dfs(*argv)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
 
 
 def test_usage_error_is_one_line() -> None:
