@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from dfs.meta.replicated import MetaStateMachine, kv_payload, session_command
 from dfs.paxos import kv, sessions
 from dfs.paxos.grpc_errors import abort_not_leader, abort_stalled
 from dfs.paxos.node import NotLeader, PaxosNode
@@ -22,16 +23,16 @@ MAX_VALUE_BYTES = 1 << 20
 
 
 class KvService(meta_pb2_grpc.KvServicer):
-    def __init__(self, node: PaxosNode, machine: kv.KvMachine, table: sessions.SessionTable):
+    def __init__(self, node: PaxosNode, state: MetaStateMachine) -> None:
         self.node = node
-        self.machine = machine
-        self.table = table
+        self.machine = state.kv
+        self.table = state.sessions
 
     async def _propose(
         self, context: Any, command: sessions.SessionCommand
     ) -> sessions.SessionResult:
         try:
-            raw = await self.node.propose(sessions.encode_command(command))
+            raw = await self.node.propose(session_command(command))
         except NotLeader as err:
             await abort_not_leader(context, err.leader_addr)
         except TimeoutError:
@@ -52,9 +53,7 @@ class KvService(meta_pb2_grpc.KvServicer):
     async def KeepAlive(
         self, request: meta_pb2.KeepAliveRequest, context: Any
     ) -> meta_pb2.KeepAliveReply:
-        result = await self._propose(
-            context, sessions.KeepAlive(request.session, time.time_ns())
-        )
+        result = await self._propose(context, sessions.KeepAlive(request.session, time.time_ns()))
         return meta_pb2.KeepAliveReply(errno=result.status)
 
     async def _mutate(
@@ -65,8 +64,11 @@ class KvService(meta_pb2_grpc.KvServicer):
         result = await self._propose(
             context,
             sessions.SessionRequest(
-                ident.session, ident.sequence, ident.acked, time.time_ns(),
-                kv.encode_command(command),
+                ident.session,
+                ident.sequence,
+                ident.acked,
+                time.time_ns(),
+                kv_payload(command),
             ),
         )
         if result.status:

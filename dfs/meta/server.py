@@ -21,10 +21,9 @@ from dfs.config import ConfigError, require
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
 from dfs.meta.kv_service import KvService
+from dfs.meta.replicated import MetaStateMachine
 from dfs.paxos.config import Config
-from dfs.paxos.kv import KvMachine
 from dfs.paxos.node import BootstrapError, NodeOptions, PaxosNode, load_bootstrap
-from dfs.paxos.sessions import SessionTable
 from dfs.rpc import admin_pb2_grpc, meta_pb2_grpc, paxos_pb2_grpc
 from dfs.serving import BindError, GrpcServer
 
@@ -82,12 +81,14 @@ def settings_from_args(args: argparse.Namespace) -> MetaSettings:
         raise UsageError(str(err)) from err
     peers = parse_peers(args.peers) if args.peers else None
     if peers is not None and peers.get(args.id) not in (None, args.listen):
-        raise UsageError(f"--peers names {peers[args.id]} for id {args.id}, but --listen is "
-                         f"{args.listen}")
+        raise UsageError(
+            f"--peers names {peers[args.id]} for id {args.id}, but --listen is {args.listen}"
+        )
     if peers is not None and args.id not in peers:
         raise UsageError(f"--peers does not include this replica's id {args.id}")
-    return MetaSettings(args.id, args.listen, Path(args.data_dir), secret, peers,
-                        args.session_timeout_ms)
+    return MetaSettings(
+        args.id, args.listen, Path(args.data_dir), secret, peers, args.session_timeout_ms
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,16 +114,18 @@ def run(args: argparse.Namespace) -> int:
 async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> None:
     from dfs.admin.service import MetaAdminService
 
-    machine = KvMachine()
-    table = SessionTable(machine, timeout_ns=settings.session_timeout_ms * 1_000_000)
-    node = PaxosNode(settings.node_id, settings.data_dir, table, settings.secret, bootstrap,
-                     NodeOptions())
+    state = MetaStateMachine(session_timeout_ns=settings.session_timeout_ms * 1_000_000)
+    node = PaxosNode(
+        settings.node_id, settings.data_dir, state, settings.secret, bootstrap, NodeOptions()
+    )
     server = GrpcServer(settings.listen, settings.secret)
     server.add(lambda s: paxos_pb2_grpc.add_PaxosServicer_to_server(node.service, s))
-    server.add(lambda s: meta_pb2_grpc.add_KvServicer_to_server(
-        KvService(node, machine, table), s))
-    server.add(lambda s: admin_pb2_grpc.add_AdminServicer_to_server(
-        MetaAdminService(node, cluster_id, settings.listen), s))
+    server.add(lambda s: meta_pb2_grpc.add_KvServicer_to_server(KvService(node, state), s))
+    server.add(
+        lambda s: admin_pb2_grpc.add_AdminServicer_to_server(
+            MetaAdminService(node, cluster_id, settings.listen), s
+        )
+    )
     await node.start()
     await server.start()
     stop = asyncio.Event()

@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dfs.auth import ClusterSecret
 from dfs.datadir import write_atomically
@@ -32,7 +32,6 @@ from dfs.paxos.core import Options, PaxosCore, Ready, Role, Status
 from dfs.paxos.machine import ApplyContext
 from dfs.paxos.messages import LogEntry, Outgoing, Prepare, Promise
 from dfs.paxos.records import decode_record, encode_record, recover
-from dfs.paxos.sessions import SessionTable, Tick, encode_command
 from dfs.paxos.transport import PaxosService, PeerTransport
 from dfs.paxos.wal import Wal
 from dfs.paxos.wire import (
@@ -50,6 +49,16 @@ log = logging.getLogger(__name__)
 ENVELOPE = struct.Struct(">IQ")  # origin replica id, proposal id
 BOOTSTRAP_FILE = "bootstrap.conf"
 WAL_DIR = "wal"
+
+
+class LogMachine(Protocol):
+    """What the driver applies chosen commands to."""
+
+    def apply(self, command: bytes, ctx: ApplyContext) -> bytes: ...
+
+    def tick_command(self, time_ns: int, leader_round: int, leader_node: int) -> bytes:
+        """The leader's periodic tick (drives session expiry in state time)."""
+        ...
 
 
 class NotLeader(Exception):
@@ -103,7 +112,7 @@ class PaxosNode:
         self,
         node_id: int,
         data_dir: Path,
-        machine: SessionTable,
+        machine: LogMachine,
         secret: ClusterSecret | None,
         bootstrap: Config,
         options: NodeOptions = NodeOptions(),
@@ -271,7 +280,7 @@ class PaxosNode:
             if not self.core.is_leader:
                 continue
             ballot = self.core.status(time.monotonic()).ballot
-            tick = encode_command(Tick(time.time_ns(), ballot.round, ballot.node))
+            tick = self.machine.tick_command(time.time_ns(), ballot.round, ballot.node)
             with contextlib.suppress(NotLeader, TimeoutError):
                 await self.propose(tick)
 

@@ -1,0 +1,113 @@
+"""Everything a metadata replica replicates, as one state machine for the log.
+
+A log command is either a client's session command (exactly-once, routed by a
+one-byte tag to the diagnostic KV or to the namespace) or a system command the
+leader proposes on its own (ring changes, orphan release, GC acks, open-inode
+reports), applied at the session table's state time. Pure and deterministic,
+like the machines it composes.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from dfs.meta import codec as ns_codec
+from dfs.meta.ops import Command as NsCommand
+from dfs.meta.statemachine import NamespaceMachine
+from dfs.paxos import kv, sessions
+from dfs.paxos.machine import ApplyContext
+
+SESSION_COMMAND = b"S"
+SYSTEM_COMMAND = b"Y"
+KV_PAYLOAD = b"k"
+NS_PAYLOAD = b"n"
+_SNAPSHOT_VERSION = 1
+_LEN = struct.Struct(">Q")
+
+
+class PayloadRouter:
+    """The machine behind the session table: sends each payload to KV or namespace."""
+
+    def __init__(self, kv_machine: kv.KvMachine, namespace: NamespaceMachine) -> None:
+        self.kv = kv_machine
+        self.namespace = namespace
+
+    def apply(self, command: bytes, ctx: ApplyContext) -> bytes:
+        tag, payload = command[:1], command[1:]
+        if tag == KV_PAYLOAD:
+            return self.kv.apply(payload, ctx)
+        if tag == NS_PAYLOAD:
+            return self.namespace.apply(payload, ctx)
+        raise ValueError(f"unknown payload tag {tag!r}")
+
+    def session_closed(self, session: int, ctx: ApplyContext) -> None:
+        self.kv.session_closed(session, ctx)
+        self.namespace.session_closed(session, ctx)
+
+    def snapshot(self) -> bytes:
+        kv_part = self.kv.snapshot()
+        return (
+            bytes([_SNAPSHOT_VERSION])
+            + _LEN.pack(len(kv_part))
+            + kv_part
+            + (self.namespace.snapshot())
+        )
+
+    def restore(self, data: bytes) -> None:
+        if not data or data[0] != _SNAPSHOT_VERSION:
+            raise ValueError("unknown replicated-state snapshot version")
+        (kv_length,) = _LEN.unpack_from(data, 1)
+        start = 1 + _LEN.size
+        self.kv.restore(data[start : start + kv_length])
+        self.namespace.restore(data[start + kv_length :])
+
+
+class MetaStateMachine:
+    """The replicated state of the metadata group: sessions, KV and namespace."""
+
+    def __init__(self, session_timeout_ns: int) -> None:
+        self.kv = kv.KvMachine()
+        self.namespace = NamespaceMachine()
+        self.router = PayloadRouter(self.kv, self.namespace)
+        self.sessions = sessions.SessionTable(self.router, session_timeout_ns)
+
+    # ---- the log's side -----------------------------------------------------------
+
+    def apply(self, command: bytes, ctx: ApplyContext) -> bytes:
+        tag, body = command[:1], command[1:]
+        if tag == SESSION_COMMAND:
+            return self.sessions.apply(body, ctx)
+        if tag == SYSTEM_COMMAND:
+            system_ctx = ApplyContext(ctx.slot, ctx.index, self.sessions.state_time_ns, 0)
+            return self.namespace.apply(body, system_ctx)
+        # Only our own encoders write the log; refuse identically on every replica.
+        return sessions.encode_result(sessions.SessionResult(errno.EINVAL))
+
+    def tick_command(self, time_ns: int, leader_round: int, leader_node: int) -> bytes:
+        return session_command(sessions.Tick(time_ns, leader_round, leader_node))
+
+    def session_closed(self, session: int, ctx: ApplyContext) -> None:
+        """Sessions end inside the session table; nothing wraps this machine."""
+
+    def snapshot(self) -> bytes:
+        return self.sessions.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        self.sessions.restore(data)
+
+
+def session_command(command: sessions.SessionCommand) -> bytes:
+    return SESSION_COMMAND + sessions.encode_command(command)
+
+
+def kv_payload(command: kv.KvCommand) -> bytes:
+    return KV_PAYLOAD + kv.encode_command(command)
+
+
+def ns_payload(command: NsCommand) -> bytes:
+    return NS_PAYLOAD + ns_codec.encode_command(command)
+
+
+def system_command(command: NsCommand) -> bytes:
+    return SYSTEM_COMMAND + ns_codec.encode_command(command)
