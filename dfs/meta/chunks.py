@@ -26,7 +26,13 @@ class ChunkTable:
     def allocate(self, session: int, count: int) -> int:
         first = self.next_chunk_id
         self.next_chunk_id = first + count
-        self.ranges.setdefault(session, []).append((first, count))
+        ranges = self.ranges.setdefault(session, [])
+        if ranges and ranges[-1][0] + ranges[-1][1] == first:
+            # Back-to-back allocations of one session stay one range, so ownership
+            # checks stay short for a busy writer.
+            ranges[-1] = (ranges[-1][0], ranges[-1][1] + count)
+        else:
+            ranges.append((first, count))
         return first
 
     def owned_by(self, session: int, chunk_id: int) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 
-from dfs.meta import attrops, codec, dirops, fileops, queries, snapshot
+from dfs.meta import attrops, codec, dirops, fileops, queries, snapshot, validate
 from dfs.meta.ops import (
     AckGC,
     AllocChunkIds,
@@ -113,6 +113,8 @@ class NamespaceMachine:
         state = self.state
         if ctx.time_ns > state.now:
             state.now = ctx.time_ns
+        if not validate.in_range(command):
+            return ErrnoResult(errno.EINVAL)
         return _dispatch(state, command, ctx.session)
 
     def query(self, query: Query) -> Result:

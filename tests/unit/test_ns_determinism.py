@@ -162,3 +162,27 @@ def test_codec_round_trips_every_record(record: object) -> None:
         except codec.CodecError:
             continue
         assert codec.encode_command(decoded) == data[:cut]
+
+
+commands = st.one_of(*(st.from_type(cls) for cls in COMMAND_TYPES))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(commands, max_size=8), st.integers(0, 3))
+def test_arbitrary_commands_never_raise_and_stay_snapshottable(
+    batch: list[object], session: int
+) -> None:
+    target = NamespaceTarget(block_size=256)
+    target.reset(Creds(0, 0), 0o777)
+    target.run(Creds(0, 0), "mkdir", ["d", "0777"])
+    target.run(Creds(0, 0), "create", ["d/f", "0666"])
+    target.run(Creds(0, 0), "write", ["d/f", "0", "300"])
+    machine = target.machine
+    for number, command in enumerate(batch):
+        ctx = ApplyContext(100 + number, 0, 10**18 + number, session)
+        answer = codec.decode_result(machine.apply(codec.encode_command(command), ctx))  # type: ignore[arg-type]
+        assert isinstance(answer, RESULT_TYPES)
+    image = machine.snapshot()
+    restored = NamespaceMachine()
+    restored.restore(image)
+    assert restored.snapshot() == image
