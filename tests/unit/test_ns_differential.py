@@ -50,14 +50,15 @@ _local: LocalTarget | None = None
 
 class Differential(RuleBasedStateMachine):
     creds = Creds(0, 0)
+    root_mode = 0o755
 
     def __init__(self) -> None:
         super().__init__()
         assert _local is not None
         self.local = _local
         self.namespace = NamespaceTarget()
-        self.local.reset(self.creds, 0o755)
-        self.namespace.reset(self.creds, 0o755)
+        self.local.reset(self.creds, self.root_mode)
+        self.namespace.reset(self.creds, self.root_mode)
         # A small tree to start from, so early steps do not all answer ENOENT.
         self.both("mkdir", "a", "0775")
         self.both("mkdir", "a/a", "0755")
@@ -187,6 +188,32 @@ class UserDifferential(Differential):
     creds = Creds(1000, 1000, (1000, 2000))
 
 
+CALLERS = [Creds(0, 0), Creds(1000, 1000, (1000, 2000)), Creds(1001, 1001, (1001,))]
+
+
+class MixedDifferential(Differential):
+    """Callers take turns, so one user meets another's modes, groups and sticky bits.
+
+    Two kernel policies that act before any file system sees the call are kept out:
+    fs.protected_hardlinks (link to another's file) and fs.protected_symlinks (following
+    another's link in a world-writable sticky directory)."""
+
+    root_mode = 0o777
+
+    @rule(caller=st.sampled_from(CALLERS))
+    def become(self, caller: Creds) -> None:
+        self.creds = caller
+
+    def both(self, op: str, *args: str) -> str:
+        if op in ("mkdir", "chmod") and args[1] == "01777":
+            args = (args[0], "01775")
+        if op == "link" and self.creds.uid != 0:
+            owner = self.local.run(Creds(0, 0), "lstat", [args[0], "uid"])
+            if owner != str(self.creds.uid):
+                return "skipped"
+        return super().both(op, *args)
+
+
 @pytest.fixture(scope="module")
 def local_target() -> Iterator[LocalTarget]:
     global _local
@@ -210,3 +237,7 @@ def test_same_as_linux_as_root(local_target: LocalTarget) -> None:
 
 def test_same_as_linux_as_unprivileged_user(local_target: LocalTarget) -> None:
     run_state_machine_as_test(UserDifferential, settings=SETTINGS)
+
+
+def test_same_as_linux_with_callers_taking_turns(local_target: LocalTarget) -> None:
+    run_state_machine_as_test(MixedDifferential, settings=settings(SETTINGS, max_examples=60))
