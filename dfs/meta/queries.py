@@ -8,6 +8,7 @@ a client sets times explicitly).
 from __future__ import annotations
 
 import errno
+import heapq
 import itertools
 
 from dfs.meta import perms
@@ -209,7 +210,8 @@ def get_block_map(state: NamespaceState, q: GetBlockMap) -> BlockMapResult:
 
 def list_chunk_refs(state: NamespaceState, q: ListChunkRefs) -> ChunkRefsResult:
     refs = state.chunks.refs
-    page = sorted(chunk_id for chunk_id in refs if chunk_id >= q.start)[: max(q.limit, 0) + 1]
+    # One pass, keeping only the page (and one more to know whether it is the last).
+    page = heapq.nsmallest(max(q.limit, 0) + 1, (c for c in refs if c >= q.start))
     more = len(page) > q.limit
     page = page[: q.limit]
     return ChunkRefsResult(
