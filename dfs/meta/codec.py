@@ -35,6 +35,8 @@ def put_uvarint(out: bytearray, value: int) -> None:
 
 
 def get_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    if pos < len(data) and data[pos] < 0x80:  # most numbers fit one byte
+        return data[pos], pos + 1
     result = 0
     shift = 0
     while True:
@@ -49,6 +51,9 @@ def get_uvarint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _put_int(out: bytearray, value: int) -> None:
+    if 0 <= value < 0x40:  # one byte after zigzag
+        out.append(value << 1)
+        return
     put_uvarint(out, value << 1 if value >= 0 else (-value << 1) - 1)
 
 
@@ -149,12 +154,14 @@ def _sequence(encode: Encoder, decode: Decoder) -> tuple[Encoder, Decoder]:
 
 
 def _enum(kind: type[enum.IntEnum]) -> tuple[Encoder, Decoder]:
+    members = {member.value: member for member in kind}  # a dict beats calling the enum
+
     def get(data: bytes, pos: int) -> tuple[Any, int]:
         raw, pos = _get_int(data, pos)
-        try:
-            return kind(raw), pos
-        except ValueError as error:
-            raise CodecError(f"bad {kind.__name__}") from error
+        member = members.get(raw)
+        if member is None:
+            raise CodecError(f"bad {kind.__name__}")
+        return member, pos
 
     return _put_int, get
 
