@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,7 @@ class LocalTarget:
         if self._worker.stdin is not None:
             self._worker.stdin.close()
         self._worker.wait(timeout=10)
-        subprocess.run(["rm", "-rf", "--", self.base], check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> LocalTarget:
         return self
