@@ -20,7 +20,11 @@ from dfs.auth import ClusterSecret, SecretError, read_secret
 from dfs.config import ConfigError, require
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
+from dfs.meta.cluster_service import ClusterService
+from dfs.meta.duties import LeaderDuties
 from dfs.meta.kv_service import KvService
+from dfs.meta.meta_service import MetaService
+from dfs.meta.proposer import Proposer
 from dfs.meta.replicated import MetaStateMachine
 from dfs.paxos.config import Config
 from dfs.paxos.node import BootstrapError, NodeOptions, PaxosNode, load_bootstrap
@@ -118,16 +122,25 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
     node = PaxosNode(
         settings.node_id, settings.data_dir, state, settings.secret, bootstrap, NodeOptions()
     )
-    server = GrpcServer(settings.listen, settings.secret)
-    server.add(lambda s: paxos_pb2_grpc.add_PaxosServicer_to_server(node.service, s))
-    server.add(lambda s: meta_pb2_grpc.add_KvServicer_to_server(KvService(node, state), s))
-    server.add(
+    proposer = Proposer(node, state)
+    duties = LeaderDuties(node, state)
+    services = [
+        lambda s: paxos_pb2_grpc.add_PaxosServicer_to_server(node.service, s),
+        lambda s: meta_pb2_grpc.add_KvServicer_to_server(KvService(node, state), s),
+        lambda s: meta_pb2_grpc.add_MetaServicer_to_server(MetaService(proposer, state, duties), s),
+        lambda s: meta_pb2_grpc.add_ClusterServicer_to_server(
+            ClusterService(proposer, duties, cluster_id), s
+        ),
         lambda s: admin_pb2_grpc.add_AdminServicer_to_server(
             MetaAdminService(node, cluster_id, settings.listen), s
-        )
-    )
+        ),
+    ]
+    server = GrpcServer(settings.listen, settings.secret)
+    for register in services:
+        server.add(register)
     await node.start()
     await server.start()
+    duties_task = asyncio.get_running_loop().create_task(duties.run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -144,6 +157,7 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
     # In-flight writes complete while the node still runs; then the server
     # stops (its long-lived peer streams would otherwise hold it for the whole
     # grace period), then the node.
+    duties_task.cancel()
     await node.drain(STOP_GRACE_S)
     await server.stop(REPLY_GRACE_S)
     await node.stop(0)
