@@ -1,0 +1,256 @@
+"""File bytes on data servers: a write becomes new immutable chunks on R replicas and
+one slice commit; a read assembles a range from the block map's newest slices.
+
+This is the client's chunk I/O as the mount uses it. It owns the split of a write
+into per-block chunks, chunk-id ranges, the commit with the placement epoch, and the
+read path's block-map refetch on NOT_FOUND. What it needs from the metadata service
+is the MetaForData protocol below; replica choice and fail-over live in chunkio.py.
+Acknowledged = R fsynced copies (or min_replicas, reported under-replicated) and the
+commit chosen. Errors are OSError(errno).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dfs.auth import ClusterSecret
+from dfs.client.chunkio import ChunkIO, ChunkMissing, StoredChunk
+from dfs.client.replicas import CALL_TIMEOUT_S, DataChannels
+from dfs.client.ringsource import RingSource
+from dfs.client.slices import pieces_of
+from dfs.rpc import common_pb2, meta_pb2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_SIZE = 4 << 20
+# Ids fetched per AllocChunkIds: one log write per this many chunks.
+ID_BATCH = 256
+# Chunks of one write or read in flight at once: enough to keep 2 cores and the
+# disk busy, few enough that one large write does not hold hundreds of MiB.
+MAX_PARALLEL_CHUNKS = 4
+
+
+class MetaForData(Protocol):
+    """What chunk I/O needs from the metadata client (dfs.client.meta provides it).
+    Every method raises OSError(errno) on an errno reply and retries leader changes
+    itself."""
+
+    async def get_ring(self, known_epoch: int) -> common_pb2.Ring:
+        """The current ring (GetRing)."""
+        ...
+
+    async def alloc_chunk_ids(self, count: int) -> tuple[int, int]:
+        """(first, count) of a new range of chunk ids owned by the session."""
+        ...
+
+    async def commit(
+        self,
+        caller: common_pb2.Caller,
+        ino: int,
+        updates: Sequence[meta_pb2.BlockUpdate],
+        end: int,
+    ) -> common_pb2.Attr:
+        """Commit slices (Commit); the attributes after it."""
+        ...
+
+    async def get_block_map(
+        self, caller: common_pb2.Caller, ino: int, first_block: int, count: int
+    ) -> tuple[Sequence[common_pb2.BlockMap], int]:
+        """(block maps with slices, file size) of blocks [first, first + count)."""
+        ...
+
+
+class ChunkIds:
+    """Chunk ids from the session's allocated ranges, fetched a batch at a time."""
+
+    def __init__(self, alloc: Callable[[int], Awaitable[tuple[int, int]]],
+                 batch: int = ID_BATCH) -> None:
+        self._alloc = alloc
+        self._batch = batch
+        self._next = 0
+        self._end = 0
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> int:
+        async with self._lock:
+            if self._next >= self._end:
+                first, count = await self._alloc(self._batch)
+                if count <= 0:
+                    raise OSError(errno.EIO, "the metadata service allocated no chunk ids")
+                self._next, self._end = first, first + count
+            chunk_id = self._next
+            self._next += 1
+            return chunk_id
+
+    def forget(self) -> None:
+        """Drop the rest of the range (after the session that owned it expired)."""
+        self._next = self._end = 0
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """A committed write: the attributes after it and the chunks it wrote."""
+
+    attr: common_pb2.Attr | None
+    chunks: tuple[StoredChunk, ...]
+
+    @property
+    def under_replicated(self) -> int:
+        return sum(chunk.under_replicated for chunk in self.chunks)
+
+
+@dataclass
+class BlockMaps:
+    """Slices of some blocks of a file, and its size when they were read."""
+
+    size: int
+    by_block: Mapping[int, common_pb2.BlockMap] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _BlockPart:
+    block: int
+    offset_in_block: int
+    data: bytes
+
+
+class FileData:
+    """Reads and writes of file bytes for one client (one metadata session)."""
+
+    def __init__(
+        self,
+        meta: MetaForData,
+        secret: ClusterSecret | None,
+        chain: bool = False,
+        call_timeout_s: float = CALL_TIMEOUT_S,
+    ) -> None:
+        self.meta = meta
+        self.rings = RingSource(meta.get_ring)
+        self.channels = DataChannels(secret, call_timeout_s)
+        self.chunks = ChunkIO(self.rings, self.channels, chain=chain)
+        self.ids = ChunkIds(meta.alloc_chunk_ids)
+        self._parallel = asyncio.Semaphore(MAX_PARALLEL_CHUNKS)
+
+    async def close(self) -> None:
+        await self.channels.close()
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def write(
+        self,
+        caller: common_pb2.Caller,
+        ino: int,
+        offset: int,
+        data: bytes,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> WriteResult:
+        """Write `data` at `offset`: one new chunk per block touched, then one commit.
+        Returns only when every chunk is durable and the commit is chosen."""
+        if not data:
+            return WriteResult(None, ())
+        parts = _split(offset, data, block_size)
+        stored = await asyncio.gather(*(self._store(part.data) for part in parts))
+        updates = [
+            meta_pb2.BlockUpdate(
+                block=part.block,
+                slices=[
+                    common_pb2.Slice(
+                        offset=part.offset_in_block, length=len(part.data),
+                        chunk_id=chunk.chunk_id, offset_in_chunk=0, epoch=chunk.epoch,
+                    )
+                ],
+            )
+            for part, chunk in zip(parts, stored, strict=True)
+        ]
+        attr = await self.meta.commit(caller, ino, updates, offset + len(data))
+        return WriteResult(attr, tuple(stored))
+
+    async def write_chunk(self, data: bytes) -> StoredChunk:
+        """Store one new chunk (no commit): for compaction and tools."""
+        return await self._store(data)
+
+    async def _store(self, data: bytes) -> StoredChunk:
+        async with self._parallel:
+            chunk_id = await self.ids.take()
+            return await self.chunks.write_chunk(chunk_id, data)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def block_maps(
+        self, caller: common_pb2.Caller, ino: int, offset: int, length: int,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> BlockMaps:
+        """The block maps covering [offset, offset + length) and the file's size."""
+        first = offset // block_size
+        count = max(1, -(-(offset + length) // block_size) - first)
+        maps, size = await self.meta.get_block_map(caller, ino, first, count)
+        return BlockMaps(size, {block_map.block: block_map for block_map in maps})
+
+    async def read(
+        self,
+        caller: common_pb2.Caller,
+        ino: int,
+        offset: int,
+        length: int,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        maps: BlockMaps | None = None,
+    ) -> bytes:
+        """Up to `length` bytes at `offset` (fewer past the end of the file). `maps`
+        (from open) saves a GetBlockMap; a chunk missing everywhere refetches them once."""
+        if maps is None:
+            maps = await self.block_maps(caller, ino, offset, length, block_size)
+        try:
+            return await self._assemble(maps, offset, length, block_size)
+        except ChunkMissing as missing:
+            log.info("%s; refetching the block map of inode %d", missing, ino)
+        maps = await self.block_maps(caller, ino, offset, length, block_size)
+        try:
+            return await self._assemble(maps, offset, length, block_size)
+        except ChunkMissing as missing:
+            raise OSError(errno.EIO, str(missing)) from missing
+
+    async def _assemble(self, maps: BlockMaps, offset: int, length: int, block_size: int) -> bytes:
+        end = min(offset + length, maps.size)
+        if end <= offset:
+            return b""
+        result = bytearray(end - offset)  # holes stay zeros
+        reads = []
+        for block in range(offset // block_size, -(-end // block_size)):
+            block_start = block * block_size
+            lo = max(offset, block_start) - block_start
+            hi = min(end, block_start + block_size) - block_start
+            block_map = maps.by_block.get(block)
+            slices = block_map.slices if block_map is not None else ()
+            for piece in pieces_of(slices, lo, hi):
+                if piece.chunk_id is not None:
+                    target = block_start + piece.start - offset
+                    reads.append(self._read_into(result, target, piece.chunk_id,
+                                                 piece.chunk_offset, piece.end - piece.start))
+        await asyncio.gather(*reads)
+        return bytes(result)
+
+    async def _read_into(
+        self, result: bytearray, at: int, chunk_id: int, chunk_offset: int, length: int
+    ) -> None:
+        async with self._parallel:
+            data = await self.chunks.read_chunk(chunk_id, chunk_offset, length)
+        result[at : at + length] = data
+
+
+def _split(offset: int, data: bytes, block_size: int) -> list[_BlockPart]:
+    """The pieces of a write, one per block it touches."""
+    parts: list[_BlockPart] = []
+    view = memoryview(data)
+    position = offset
+    while view:
+        block, offset_in_block = divmod(position, block_size)
+        take = min(block_size - offset_in_block, len(view))
+        parts.append(_BlockPart(block, offset_in_block, bytes(view[:take])))
+        view = view[take:]
+        position += take
+    return parts

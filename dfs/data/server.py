@@ -1,0 +1,138 @@
+"""The `dfs data` process: one data server serving the Data service on one address,
+registered with the metadata leader, heartbeating, until SIGTERM.
+
+Owns process lifecycle only: flags, secret, data-dir identity, wiring the store to
+the service and the membership loops, health, and a stop that lets in-flight
+uploads finish. Chunk handling lives in store.py and service.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from dfs.auth import ClusterSecret, SecretError, read_secret
+from dfs.client.retry import LeaderChannels
+from dfs.config import ConfigError, require
+from dfs.data.chain import PeerChannels
+from dfs.data.load import Load
+from dfs.data.membership import Membership, RegistrationRefused, ServerIdentity
+from dfs.data.ringview import RingView
+from dfs.data.service import DataService
+from dfs.data.store import ChunkStore
+from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
+from dfs.logs import setup_logging
+from dfs.rpc import data_pb2_grpc
+from dfs.serving import BindError, GrpcServer
+
+log = logging.getLogger("dfs.data")
+
+# Uploads are at most 64 MiB; at disk speed they finish well inside this.
+WRITE_DRAIN_S = 10.0
+
+
+class UsageError(Exception):
+    """Flags that cannot start a data server; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    server_id: int
+    listen: str
+    meta_addrs: list[str]
+    data_dir: Path
+    secret: ClusterSecret | None
+    weight: int
+    domain: str
+    capacity: int
+
+
+def settings_from_args(args: argparse.Namespace) -> DataSettings:
+    try:
+        require(args, "id", "listen", "meta", "data_dir")
+    except ConfigError as err:
+        raise UsageError(str(err)) from err
+    if args.id <= 0:
+        raise UsageError("--id must be a positive integer")
+    if ":" not in args.listen:
+        raise UsageError(f"--listen {args.listen!r} is not HOST:PORT")
+    meta_addrs = [a.strip() for a in str(args.meta).split(",") if a.strip()]
+    if not meta_addrs or any(":" not in a for a in meta_addrs):
+        raise UsageError(f"--meta {args.meta!r} is not HOST:PORT[,HOST:PORT...]")
+    if args.weight <= 0:
+        raise UsageError("--weight must be a positive integer")
+    if args.capacity < 0:
+        raise UsageError("--capacity must be >= 0 bytes")
+    if args.secret and args.insecure:
+        raise UsageError("give --secret or --insecure, not both")
+    if not args.secret and not args.insecure:
+        raise UsageError("--secret FILE is required (or --insecure, for tests only)")
+    try:
+        secret = read_secret(Path(args.secret)) if args.secret else None
+    except SecretError as err:
+        raise UsageError(str(err)) from err
+    return DataSettings(
+        args.id, args.listen, meta_addrs, Path(args.data_dir), secret, args.weight,
+        args.domain or "", args.capacity,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `dfs data`; returns the exit status."""
+    setup_logging(args.log_level, f"data{args.id or ''}")
+    try:
+        settings = settings_from_args(args)
+        cluster_id = settings.secret.cluster_id if settings.secret else INSECURE_CLUSTER_ID
+        claim(settings.data_dir, Identity("data", settings.server_id, cluster_id))
+    except (UsageError, DataDirError) as err:
+        log.error("%s", err)
+        return 2
+    try:
+        asyncio.run(serve(settings, cluster_id))
+    except (BindError, RegistrationRefused) as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+async def serve(settings: DataSettings, cluster_id: str) -> None:
+    store = await asyncio.to_thread(ChunkStore, settings.data_dir / "store")
+    ring = RingView()
+    load = Load(settings.capacity)
+    peers = PeerChannels(settings.secret)
+    service = DataService(store, ring, settings.listen, load, peers)
+    server = GrpcServer(settings.listen, settings.secret)
+    server.add(lambda s: data_pb2_grpc.add_DataServicer_to_server(service, s))
+    channels = LeaderChannels(settings.meta_addrs, settings.secret)
+    identity = ServerIdentity(
+        settings.server_id, settings.listen, settings.weight, settings.domain, cluster_id,
+        settings.capacity,
+    )
+    membership = Membership(channels, identity, store, load, ring)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if await membership.register(stop):
+            await server.set_serving(True)
+            loops = [
+                asyncio.ensure_future(membership.heartbeat_loop(stop)),
+                asyncio.ensure_future(membership.ring_refresh_loop(stop)),
+            ]
+            await stop.wait()
+            await asyncio.gather(*loops)
+    finally:
+        log.info("stopping: finishing in-flight uploads")
+        if load.writes:
+            log.info("%d uploads in flight", load.writes)
+        # stop() refuses new calls at once and lets running ones finish within the grace.
+        await server.stop(WRITE_DRAIN_S)
+        await peers.close()
+        await channels.close()
+        log.info("stopped")

@@ -1,0 +1,193 @@
+"""Data servers for tests: in-process ones (real gRPC on loopback, real chunk stores)
+with a stand-in metadata service for unit tests of the data layer, and real
+`dfs data` processes beside a MetaCluster for integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dfs.auth import ClusterSecret
+from dfs.data.chain import PeerChannels
+from dfs.data.load import Load
+from dfs.data.ringview import RingView
+from dfs.data.service import DataService
+from dfs.data.store import ChunkStore
+from dfs.placement.members import Member, MemberState, RingConfig
+from dfs.placement.wire import config_to_proto
+from dfs.rpc import common_pb2, data_pb2_grpc, meta_pb2
+from dfs.serving import GrpcServer
+from tests.support.meta_cluster import MetaCluster
+from tests.support.ports import free_addrs
+from tests.support.procs import ServerProcess
+
+DFS = [sys.executable, "-m", "dfs.cli"]
+
+# -- in-process data servers ---------------------------------------------------------
+
+
+@dataclass
+class LocalDataServer:
+    """One data server inside the test's event loop."""
+
+    server_id: int
+    addr: str
+    store: ChunkStore
+    ring: RingView
+    load: Load
+    service: DataService
+    server: GrpcServer
+    peers: PeerChannels
+    running: bool = True
+
+    async def stop(self) -> None:
+        if self.running:
+            self.running = False
+            await self.server.stop(0)
+            await self.peers.close()
+
+
+async def start_local_data_server(
+    server_id: int,
+    data_dir: Path,
+    secret: ClusterSecret | None = None,
+    capacity: int = 0,
+    store: ChunkStore | None = None,
+    addr: str | None = None,
+) -> LocalDataServer:
+    """A Data service on a loopback port over a real ChunkStore in data_dir."""
+    store = store or ChunkStore(data_dir)
+    ring, load, peers = RingView(), Load(capacity), PeerChannels(secret)
+    server = GrpcServer(addr or "127.0.0.1:0", secret)
+    listen_addr = addr or ""
+    service = DataService(store, ring, listen_addr, load, peers)
+    server.add(lambda s: data_pb2_grpc.add_DataServicer_to_server(service, s))
+    await server.start()
+    service.self_addr = listen_addr = addr or f"127.0.0.1:{server.port}"
+    return LocalDataServer(server_id, listen_addr, store, ring, load, service, server, peers)
+
+
+async def start_local_data_servers(
+    count: int, base_dir: Path, secret: ClusterSecret | None = None, capacity: int = 0
+) -> list[LocalDataServer]:
+    return [
+        await start_local_data_server(i, base_dir / f"data{i}", secret, capacity)
+        for i in range(1, count + 1)
+    ]
+
+
+def ring_of_servers(
+    servers: Sequence[LocalDataServer],
+    epoch: int = 1,
+    replicas: int = 3,
+    min_replicas: int = 0,
+    states: dict[int, MemberState] | None = None,
+) -> common_pb2.Ring:
+    states = states or {}
+    members = tuple(
+        Member(s.server_id, s.addr, 1, "", states.get(s.server_id, MemberState.UP))
+        for s in servers
+    )
+    config = RingConfig(epoch, members, replicas=replicas, vnodes_per_weight=64,
+                        min_replicas=min_replicas)
+    return config_to_proto(config)
+
+
+# -- a stand-in metadata service for unit tests ------------------------------------------
+
+
+@dataclass
+class FakeMeta:
+    """Just enough of the metadata service for dfs.client.data: a ring, id ranges,
+    block maps with newest-last slices, sizes. Implements MetaForData."""
+
+    ring: common_pb2.Ring
+    next_id: int = 1000
+    blocks: dict[int, dict[int, list[common_pb2.Slice]]] = field(default_factory=dict)
+    sizes: dict[int, int] = field(default_factory=dict)
+    ring_fetches: int = 0
+    map_fetches: int = 0
+
+    async def get_ring(self, known_epoch: int) -> common_pb2.Ring:
+        self.ring_fetches += 1
+        return self.ring
+
+    async def alloc_chunk_ids(self, count: int) -> tuple[int, int]:
+        first = self.next_id
+        self.next_id += count
+        return first, count
+
+    async def commit(
+        self,
+        caller: common_pb2.Caller,
+        ino: int,
+        updates: Sequence[meta_pb2.BlockUpdate],
+        end: int,
+    ) -> common_pb2.Attr:
+        if ino <= 0:
+            raise OSError(errno.ENOENT, "no such inode")
+        file_blocks = self.blocks.setdefault(ino, {})
+        for update in updates:
+            file_blocks.setdefault(update.block, []).extend(update.slices)
+        self.sizes[ino] = max(self.sizes.get(ino, 0), end)
+        await asyncio.sleep(0)
+        return common_pb2.Attr(ino=ino, size=self.sizes[ino])
+
+    async def get_block_map(
+        self, caller: common_pb2.Caller, ino: int, first_block: int, count: int
+    ) -> tuple[list[common_pb2.BlockMap], int]:
+        self.map_fetches += 1
+        file_blocks = self.blocks.get(ino, {})
+        maps = [
+            common_pb2.BlockMap(block=block, slices=file_blocks[block])
+            for block in range(first_block, first_block + count)
+            if block in file_blocks
+        ]
+        return maps, self.sizes.get(ino, 0)
+
+
+# -- real `dfs data` processes -----------------------------------------------------------
+
+
+@dataclass
+class DataCluster:
+    """N `dfs data` processes registered with a MetaCluster."""
+
+    meta: MetaCluster
+    addrs: dict[int, str]
+    data_dirs: dict[int, Path]
+    extra_args: list[str] = field(default_factory=list)
+    servers: dict[int, ServerProcess] = field(default_factory=dict)
+
+    def start(self, server_id: int, *more_args: str) -> ServerProcess:
+        argv = [*DFS, "data", "--id", str(server_id), "--listen", self.addrs[server_id],
+                "--meta", ",".join(self.meta.addr_list), "--data-dir",
+                str(self.data_dirs[server_id]), "--secret", str(self.meta.secret_file),
+                *self.extra_args, *more_args]
+        proc = self.meta.procs.start(f"data{server_id}", argv, addr=self.addrs[server_id],
+                                     data_dir=self.data_dirs[server_id])
+        self.servers[server_id] = proc
+        return proc
+
+    def start_all(self) -> None:
+        for server_id in sorted(self.addrs):
+            self.start(server_id)
+        for proc in self.servers.values():
+            proc.wait_healthy(timeout_s=30)
+
+    def kill(self, server_id: int) -> None:
+        self.servers[server_id].kill()
+
+
+def make_data_cluster(
+    meta: MetaCluster, count: int = 4, base_dir: Path | None = None,
+    extra_args: list[str] | None = None,
+) -> DataCluster:
+    base = base_dir or meta.procs.base_dir
+    addrs = dict(enumerate(free_addrs(count), start=1))
+    dirs = {i: base / f"data{i}" for i in addrs}
+    return DataCluster(meta, addrs, dirs, list(extra_args or []))
