@@ -13,7 +13,7 @@ import contextlib
 import errno
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import grpc.aio
@@ -175,6 +175,16 @@ class MetaClient:
         )
         return reply
 
+    async def get_block_map(
+        self, caller: common_pb2.Caller, ino: int, first_block: int, count: int
+    ) -> tuple[list[common_pb2.BlockMap], int]:
+        """(block maps with slices, file size): the shape chunk I/O expects."""
+        reply = await self.block_maps(caller, ino, first_block, count)
+        return list(reply.blocks), int(reply.size)
+
+    async def get_ring(self, known_epoch: int = 0) -> common_pb2.Ring:
+        return await self.ring(known_epoch)
+
     async def ring(self, known_epoch: int = 0) -> common_pb2.Ring:
         ring: common_pb2.Ring = await self._call(
             "GetRing", meta_pb2.GetRingRequest(known_epoch=known_epoch)
@@ -284,7 +294,7 @@ class MetaClient:
         return int(reply.first), int(reply.count)
 
     async def commit(
-        self, caller: common_pb2.Caller, ino: int, updates: list[meta_pb2.BlockUpdate], end: int
+        self, caller: common_pb2.Caller, ino: int, updates: Sequence[meta_pb2.BlockUpdate], end: int
     ) -> common_pb2.Attr:
         request = meta_pb2.CommitRequest(caller=caller, ino=ino, updates=updates, end=end)
         return attr_of(await self._mutate("Commit", request), "commit")
