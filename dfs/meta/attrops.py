@@ -44,6 +44,7 @@ def set_attr(state: NamespaceState, op: SetAttr) -> AttrResult:
     failure = _setattr_error(inode, op)
     if failure:
         return AttrResult(failure)
+    state.changing(inode)
     caller = op.caller
     now = state.now
     if op.size is not None:
@@ -186,6 +187,7 @@ def set_xattr(state: NamespaceState, op: SetXattr) -> ErrnoResult:
     total = sum(len(key) + len(value) for key, value in xattrs.items())
     if total - old_size + len(op.name) + len(op.value) > XATTR_TOTAL_MAX:
         return ErrnoResult(errno.ENOSPC)
+    state.changing(inode)
     if inode.xattrs is None:
         inode.xattrs = {}
     inode.xattrs[op.name] = op.value
@@ -202,6 +204,7 @@ def remove_xattr(state: NamespaceState, op: RemoveXattr) -> ErrnoResult:
         return ErrnoResult(failure)
     if not inode.xattrs or op.name not in inode.xattrs:
         return ErrnoResult(errno.ENODATA)
+    state.changing(inode)
     del inode.xattrs[op.name]
     if not inode.xattrs:
         inode.xattrs = None

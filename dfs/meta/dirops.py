@@ -56,6 +56,7 @@ def make_node(state: NamespaceState, op: MakeNode) -> AttrResult:
     failure = _kind_error(op)
     if failure:
         return AttrResult(failure)
+    state.changing(parent)
     inode = _new_inode(state, parent, op)
     parent.directory.add(op.name, inode.ino)
     state.inodes[inode.ino] = inode
@@ -141,6 +142,7 @@ def remove(state: NamespaceState, op: Remove) -> ErrnoResult:
         return ErrnoResult(failure)
     if op.directory and len(victim.directory):
         return ErrnoResult(errno.ENOTEMPTY)
+    state.changing(parent, victim)
     parent.directory.remove(op.name)
     if victim.kind == Kind.DIRECTORY:
         parent.nlink -= 1
@@ -173,6 +175,7 @@ def link(state: NamespaceState, op: Link) -> AttrResult:
         return AttrResult(errno.ENOENT)
     if inode.nlink >= LINK_MAX:
         return AttrResult(errno.EMLINK)
+    state.changing(parent, inode)
     parent.directory.add(op.new_name, inode.ino)
     inode.nlink += 1
     inode.ctime = state.now
@@ -222,6 +225,7 @@ def rename(state: NamespaceState, op: Rename) -> ErrnoResult:
         return ErrnoResult(failure)
     if target is source:
         return ErrnoResult(0)  # two names of one inode: rename(2) does nothing
+    state.changing(old_dir, new_dir, source, *([] if target is None else [target]))
     if exchange:
         assert target is not None
         _exchange(state, op, old_dir, new_dir, source, target)

@@ -63,6 +63,7 @@ def commit(state: NamespaceState, op: Commit, session: int) -> AttrResult:
     failure = _commit_error(state, inode, op, session)
     if failure:
         return AttrResult(failure)
+    state.changing(inode)
     inode.size = max(inode.size, op.end)
     for update in op.updates:
         _apply_update(state, inode, update)
@@ -136,6 +137,7 @@ def release_orphans(state: NamespaceState, op: ReleaseOrphans) -> ErrnoResult:
     ]
     for ino in releasable:
         del state.orphans[ino]
+        state.changing(state.inodes[ino])
         inode = state.inodes.pop(ino)
         for slices in (inode.block_map() or {}).values():
             state.chunks.drop_refs(s.chunk_id for s in slices)

@@ -46,21 +46,99 @@ def _put_blob(parts: list[bytes], blob: bytes) -> None:
 
 
 def encode(state: NamespaceState) -> bytes:
-    parts: list[bytes] = [
-        _HEADER.pack(MAGIC, VERSION),
-        _STATE.pack(state.block_size, state.next_ino, state.now, len(state.inodes)),
-    ]
-    for inode in state.inodes.values():
-        _encode_inode(parts, inode)
-    _encode_chunks(parts, state.chunks)
-    _encode_ring(parts, state.ring)
-    parts.append(_U64.pack(len(state.orphans)))
-    parts.extend(_PAIR.pack(ino, state.orphans[ino]) for ino in sorted(state.orphans))
-    parts.append(_U64.pack(len(state.open_reports)))
-    for session in sorted(state.open_reports):
-        inodes = state.open_reports[session]
-        parts.append(_PAIR.pack(session, len(inodes)))
-        parts.extend(_U64.pack(ino) for ino in inodes)
+    """The whole state in one go."""
+    return SnapshotWriter(state).finish()
+
+
+class SnapshotWriter:
+    """A snapshot of the state as it was when the writer was made, written in steps
+    while commands go on changing the state, so taking one never stalls the log.
+
+    Copy on write: an inode about to change is encoded first, through the state's
+    before_change hook; inodes made after the start are not part of it; the tables
+    that are not inodes are copied at the start (a few C-level dict copies).
+    """
+
+    def __init__(self, state: NamespaceState) -> None:
+        if state.before_change is not None:
+            raise RuntimeError("a snapshot is already being written")
+        self._state = state
+        self._order = list(state.inodes)
+        self._first_new_ino = state.next_ino
+        self._images: dict[int, bytes] = {}
+        self._position = 0
+        self._head = _HEADER.pack(MAGIC, VERSION) + _STATE.pack(
+            state.block_size, state.next_ino, state.now, len(self._order)
+        )
+        self._chunks = _copy_chunks(state.chunks)
+        self._ring = _copy_ring(state.ring)
+        self._orphans = dict(state.orphans)
+        self._open_reports = dict(state.open_reports)
+        state.before_change = self._save
+
+    def _save(self, inode: Inode) -> None:
+        if inode.ino < self._first_new_ino and inode.ino not in self._images:
+            self._images[inode.ino] = _inode_image(inode)
+
+    def step(self, max_inodes: int) -> bool:
+        """Encodes up to max_inodes more inodes; True once every inode is encoded."""
+        order, images, inodes = self._order, self._images, self._state.inodes
+        end = min(self._position + max_inodes, len(order))
+        for ino in order[self._position : end]:
+            if ino not in images:
+                images[ino] = _inode_image(inodes[ino])
+        self._position = end
+        if end < len(order):
+            return False
+        self.abort()  # every image is taken: nothing live is read from here on
+        return True
+
+    def finish(self) -> bytes:
+        """Encodes what is left and returns the snapshot. After step() returned True
+        this reads no live state, so it may run off the thread that applies commands."""
+        self.step(len(self._order))
+        parts = [self._head]
+        parts.extend(self._images[ino] for ino in self._order)
+        _encode_chunks(parts, self._chunks)
+        _encode_ring(parts, self._ring)
+        parts.append(_U64.pack(len(self._orphans)))
+        parts.extend(_PAIR.pack(ino, self._orphans[ino]) for ino in sorted(self._orphans))
+        parts.append(_U64.pack(len(self._open_reports)))
+        for session in sorted(self._open_reports):
+            inodes = self._open_reports[session]
+            parts.append(_PAIR.pack(session, len(inodes)))
+            parts.extend(_U64.pack(ino) for ino in inodes)
+        return b"".join(parts)
+
+    def abort(self) -> None:
+        """Stops following changes (finish does this too)."""
+        if self._state.before_change == self._save:
+            self._state.before_change = None
+
+
+def _copy_chunks(chunks: ChunkTable) -> ChunkTable:
+    copy = ChunkTable()
+    copy.next_chunk_id = chunks.next_chunk_id
+    copy.refs = dict(chunks.refs)
+    copy.gc_queue = dict(chunks.gc_queue)
+    copy.ranges = {session: list(ranges) for session, ranges in chunks.ranges.items()}
+    return copy
+
+
+def _copy_ring(ring: RingData) -> RingData:
+    copy = RingData()
+    copy.epoch = ring.epoch
+    copy.members = dict(ring.members)
+    copy.replicas = ring.replicas
+    copy.min_replicas = ring.min_replicas
+    copy.vnodes_per_weight = ring.vnodes_per_weight
+    copy.usage = dict(ring.usage)
+    return copy
+
+
+def _inode_image(inode: Inode) -> bytes:
+    parts: list[bytes] = []
+    _encode_inode(parts, inode)
     return b"".join(parts)
 
 

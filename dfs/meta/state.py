@@ -8,6 +8,7 @@ the state machine from the command's context before each operation.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 
 from dfs.meta import perms
 from dfs.meta.chunks import ChunkTable
@@ -31,6 +32,7 @@ DOTDOT = b".."
 
 class NamespaceState:
     __slots__ = (
+        "before_change",
         "block_size",
         "chunks",
         "inodes",
@@ -53,6 +55,9 @@ class NamespaceState:
         self.orphans: dict[int, int] = {}
         # session -> inodes it last reported open.
         self.open_reports: dict[int, tuple[int, ...]] = {}
+        # Called with each existing inode just before an operation changes or frees it,
+        # so an incremental snapshot can save the inode's image first (copy on write).
+        self.before_change: Callable[[Inode], None] | None = None
 
     # ---- lookups ----------------------------------------------------------------
 
@@ -78,11 +83,20 @@ class NamespaceState:
 
     # ---- changes every operation shares --------------------------------------------
 
+    def changing(self, *inodes: Inode) -> None:
+        """Every operation calls this before it changes existing inodes."""
+        hook = self.before_change
+        if hook is not None:
+            for inode in inodes:
+                hook(inode)
+
     def touch_dir(self, parent: Inode) -> None:
+        self.changing(parent)
         parent.mtime = parent.ctime = self.now
 
     def drop_link(self, inode: Inode) -> None:
         """One name of `inode` went away; at zero it becomes an orphan."""
+        self.changing(inode)
         if inode.kind == Kind.DIRECTORY:
             inode.nlink = 0
         else:

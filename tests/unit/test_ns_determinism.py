@@ -186,3 +186,21 @@ def test_arbitrary_commands_never_raise_and_stay_snapshottable(
     restored = NamespaceMachine()
     restored.restore(image)
     assert restored.snapshot() == image
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_snapshot_written_in_steps_while_commands_apply_is_the_state_at_its_start(
+    seed: int,
+) -> None:
+    log = _random_log(seed, 500).log
+    final = _replay(log)[0].snapshot()
+    for cut in (0, len(log) // 3, len(log) // 2):
+        expected = _replay(log[:cut])[0].snapshot()
+        machine, _ = _replay(log[:cut])
+        machine.begin_snapshot()
+        for number, (command, ctx) in enumerate(log[cut:]):
+            machine.apply(command, ctx)
+            if number % 3 == 0:
+                machine.snapshot_step(2)
+        assert machine.finish_snapshot() == expected
+        assert machine.snapshot() == final  # writing it changed nothing
