@@ -69,6 +69,18 @@ def cmd_data(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_mount(args: argparse.Namespace) -> int:
+    from dfs.fuse.mount import run
+
+    return run(args)
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    from dfs.fuse.mount import umount
+
+    return umount(args.mountpoint)
+
+
 def cmd_admin(args: argparse.Namespace) -> int:
     from dfs.admin.cli import run
 
@@ -132,14 +144,16 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("mountpoint", help="an empty directory")
     p.add_argument("--meta", metavar="HOST:PORT,...", help="metadata servers")
     p.add_argument("--cluster", metavar="DIR/cluster.json", help="a local cluster made by `dfs up`")
-    p.add_argument("-o", dest="options", action="append", default=[], help="mount options")
+    p.add_argument("-o", dest="options", action="append", default=[],
+                   help="mount options: allow_other, attr_timeout=S, deadline=S (per request), "
+                   "and any FUSE option")
     add_server_common(p)
-    p.set_defaults(run=not_yet("the mount arrives with the FUSE issue"))
+    p.set_defaults(run=cmd_mount)
 
     p = sub.add_parser("umount", help="flush and unmount a dfs mount",
                        description="Flush buffered writes and unmount MOUNTPOINT.")
     p.add_argument("mountpoint")
-    p.set_defaults(run=not_yet("the mount arrives with the FUSE issue"))
+    p.set_defaults(run=cmd_umount)
 
     p = sub.add_parser("up", help="start a local cluster and mount it",
                        description="Start a local cluster (default 3 metadata, 4 data servers) "

@@ -1,0 +1,232 @@
+"""A mounted file system's client-side policy: open handles, write buffers, reads.
+
+Owns what a mount decides about file data: writes are buffered per open file
+and committed as chunks on flush/fsync/release or when the buffer fills (close's
+durability completes in flush); reads use the block maps fetched at open
+(close-to-open consistency) and see the handle's own committed writes; the size
+seen by getattr includes buffered writes. Namespace calls pass straight through
+to the metadata client. Runs on the asyncio side of the bridge; never trio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from dataclasses import dataclass, field
+from itertools import count
+
+from dfs.client.data import BlockMaps, FileData
+from dfs.client.meta import MetaClient
+from dfs.rpc import common_pb2, meta_pb2
+
+log = logging.getLogger(__name__)
+
+# Bytes buffered per open file before they are written out, whatever the caller does.
+WRITE_BUFFER_BYTES = 16 << 20
+MAX_FILE_SIZE = (1 << 63) - 1
+O_ACCMODE = 0o3
+O_WRONLY = 0o1
+O_TRUNC = 0o1000
+O_APPEND = 0o2000
+
+
+@dataclass
+class Extent:
+    """Buffered bytes [offset, offset + len(data))."""
+
+    offset: int
+    data: bytearray
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
+@dataclass
+class Handle:
+    fh: int
+    ino: int
+    caller: common_pb2.Caller
+    flags: int
+    block_size: int
+    maps: BlockMaps | None
+    extents: list[Extent] = field(default_factory=list)
+    buffered: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failure: OSError | None = None  # a background write error, reported at the next call
+
+    def buffered_end(self) -> int:
+        return max((e.end for e in self.extents), default=0)
+
+
+class FsClient:
+    """Everything a mount does to the cluster, one instance per mount."""
+
+    def __init__(self, meta: MetaClient, data: FileData) -> None:
+        self.meta = meta
+        self.data = data
+        self.handles: dict[int, Handle] = {}
+        self._fh_numbers = count(1)
+        # Size a getattr must report while writes sit in buffers, per inode.
+        self._pending_size: dict[int, int] = {}
+
+    # ---- attributes ------------------------------------------------------------
+
+    def merge_pending(self, attr: common_pb2.Attr) -> common_pb2.Attr:
+        pending = self._pending_size.get(attr.ino)
+        if pending is not None and pending > attr.size:
+            merged = common_pb2.Attr()
+            merged.CopyFrom(attr)
+            merged.size = pending
+            return merged
+        return attr
+
+    async def getattr(self, caller: common_pb2.Caller, ino: int) -> common_pb2.Attr:
+        return self.merge_pending(await self.meta.getattr(caller, ino))
+
+    async def lookup(self, caller: common_pb2.Caller, parent: int, name: bytes) -> common_pb2.Attr:
+        return self.merge_pending(await self.meta.lookup(caller, parent, name))
+
+    # ---- open files ------------------------------------------------------------
+
+    async def open(
+        self, caller: common_pb2.Caller, ino: int, flags: int
+    ) -> tuple[Handle, common_pb2.Attr]:
+        opened = await self.meta.open_file(caller, ino, flags)
+        attr = opened.attr
+        if flags & O_TRUNC and attr.size:
+            attr = await self.meta.setattr(meta_pb2.SetAttrRequest(caller=caller, ino=ino, size=0))
+        handle = Handle(
+            next(self._fh_numbers), ino, caller, flags, opened.block_size or 4 << 20, None
+        )
+        self.handles[handle.fh] = handle
+        self.meta.hold(ino)
+        return handle, attr
+
+    async def create(
+        self, caller: common_pb2.Caller, parent: int, name: bytes, mode: int, flags: int
+    ) -> tuple[Handle, common_pb2.Attr]:
+        attr = await self.meta.create(caller, parent, name, mode, exclusive=True)
+        handle = Handle(
+            next(self._fh_numbers),
+            attr.ino,
+            caller,
+            flags,
+            attr.blksize or 4 << 20,
+            BlockMaps(0, {}),
+        )
+        self.handles[handle.fh] = handle
+        self.meta.hold(attr.ino)
+        return handle, attr
+
+    def handle(self, fh: int) -> Handle:
+        handle = self.handles.get(fh)
+        if handle is None:
+            raise OSError(errno.EBADF, "no such open file")
+        return handle
+
+    async def write(self, fh: int, offset: int, data: bytes) -> int:
+        handle = self.handle(fh)
+        if offset + len(data) > MAX_FILE_SIZE:
+            raise OSError(errno.EFBIG, "write past the maximum file size")
+        async with handle.lock:
+            self._raise_failure(handle)
+            self._buffer(handle, offset, data)
+            self._pending_size[handle.ino] = max(
+                self._pending_size.get(handle.ino, 0), offset + len(data)
+            )
+            if handle.buffered >= WRITE_BUFFER_BYTES:
+                await self._flush_locked(handle)
+        return len(data)
+
+    def _buffer(self, handle: Handle, offset: int, data: bytes) -> None:
+        last = handle.extents[-1] if handle.extents else None
+        if last is not None and last.end == offset:  # the sequential case: append
+            last.data += data
+        elif last is not None and last.offset <= offset and offset + len(data) <= last.end:
+            start = offset - last.offset
+            last.data[start : start + len(data)] = data
+        else:
+            handle.extents.append(Extent(offset, bytearray(data)))
+        handle.buffered += len(data)
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        handle = self.handle(fh)
+        async with handle.lock:
+            self._raise_failure(handle)
+            if handle.extents:
+                # Reads see this handle's writes: commit them first.
+                await self._flush_locked(handle)
+            if handle.maps is None:
+                handle.maps = await self._whole_file_maps(handle)
+            maps = handle.maps
+        return await self.data.read(
+            handle.caller, handle.ino, offset, size, handle.block_size, maps
+        )
+
+    async def _whole_file_maps(self, handle: Handle) -> BlockMaps:
+        """Every block map of the file (count 0 = to the end), as of now."""
+        maps, size = await self.meta.get_block_map(handle.caller, handle.ino, 0, 0)
+        return BlockMaps(size, {block_map.block: block_map for block_map in maps})
+
+    async def flush(self, fh: int) -> None:
+        handle = self.handle(fh)
+        async with handle.lock:
+            await self._flush_locked(handle)
+            self._raise_failure(handle)
+
+    async def fsync(self, fh: int) -> None:
+        await self.flush(fh)
+
+    async def release(self, fh: int) -> None:
+        handle = self.handles.get(fh)
+        if handle is None:
+            return
+        try:
+            async with handle.lock:
+                await self._flush_locked(handle)
+        finally:
+            del self.handles[fh]
+            self.meta.release(handle.ino)
+            if not any(h.ino == handle.ino for h in self.handles.values()):
+                self._pending_size.pop(handle.ino, None)
+
+    async def _flush_locked(self, handle: Handle) -> None:
+        """Commit every buffered extent: chunks on R replicas, then the slice commit."""
+        while handle.extents:
+            extent = handle.extents[0]
+            try:
+                await self.data.write(
+                    handle.caller, handle.ino, extent.offset, bytes(extent.data), handle.block_size
+                )
+            except OSError as err:
+                log.warning("write-back of inode %d failed: %s", handle.ino, err)
+                handle.failure = err
+                raise
+            handle.extents.pop(0)
+            handle.buffered -= len(extent.data)
+            handle.maps = None  # our own commit changed the block maps
+
+    def _raise_failure(self, handle: Handle) -> None:
+        if handle.failure is not None:
+            failure, handle.failure = handle.failure, None
+            raise OSError(failure.errno or errno.EIO, f"earlier write failed: {failure}")
+
+    async def truncate(self, caller: common_pb2.Caller, ino: int, size: int) -> common_pb2.Attr:
+        """Buffered writes of this inode land first, so the truncate cuts them too."""
+        for handle in [h for h in self.handles.values() if h.ino == ino]:
+            async with handle.lock:
+                await self._flush_locked(handle)
+                handle.maps = None
+        self._pending_size.pop(ino, None)
+        return await self.meta.setattr(meta_pb2.SetAttrRequest(caller=caller, ino=ino, size=size))
+
+    async def flush_all(self) -> None:
+        for fh in list(self.handles):
+            handle = self.handles.get(fh)
+            if handle is not None:
+                async with handle.lock:
+                    with contextlib.suppress(OSError):  # logged in _flush_locked
+                        await self._flush_locked(handle)

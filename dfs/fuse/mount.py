@@ -1,0 +1,152 @@
+"""The `dfs mount` process: mount a cluster at a directory, in the foreground.
+
+Owns the process around the FUSE session: which cluster (flags or cluster.json),
+mount options, the gRPC loop thread, the client session, and a clean stop on
+SIGTERM/SIGINT or an external unmount (buffered writes are flushed first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from dfs.auth import ClusterSecret, SecretError, read_secret
+from dfs.client.bridge import AsyncioBridge
+from dfs.client.data import FileData
+from dfs.client.fs import FsClient
+from dfs.client.meta import MetaClient
+from dfs.client.retry import RetryPolicy
+from dfs.fuse.ops import DfsOperations, MountOptions
+from dfs.logs import setup_logging
+
+log = logging.getLogger("dfs.mount")
+
+# Options dfs handles itself; everything else goes to the kernel as given.
+OWN_OPTIONS = {"attr_timeout", "deadline"}
+
+
+class MountError(Exception):
+    """The mount cannot start: the message says why, in one line."""
+
+
+def cluster_target(args: argparse.Namespace) -> tuple[list[str], ClusterSecret | None]:
+    meta: list[str] = []
+    secret_path = args.secret
+    if args.cluster:
+        try:
+            described = json.loads(Path(args.cluster).read_text())
+        except (OSError, ValueError) as err:
+            raise MountError(f"cannot read {args.cluster}: {err}") from err
+        meta = [m["addr"] for m in described.get("meta", [])]
+        secret_path = secret_path or described.get("secret")
+    if args.meta:
+        meta = [a.strip() for a in args.meta.split(",") if a.strip()]
+    if not meta:
+        raise MountError("give --meta HOST:PORT[,...] or --cluster DIR/cluster.json")
+    if not secret_path and not args.insecure:
+        raise MountError("--secret FILE is required (or --insecure, for tests only)")
+    try:
+        return meta, read_secret(Path(secret_path)) if secret_path else None
+    except SecretError as err:
+        raise MountError(str(err)) from err
+
+
+def split_options(raw: list[str]) -> tuple[MountOptions, set[str]]:
+    ours: dict[str, str] = {}
+    kernel: set[str] = set()
+    for group in raw:
+        for item in filter(None, (o.strip() for o in group.split(","))):
+            key, _, value = item.partition("=")
+            if key in OWN_OPTIONS:
+                ours[key] = value
+            else:
+                kernel.add(item)
+    try:
+        options = MountOptions(
+            attr_timeout_s=float(ours.get("attr_timeout", 1.0)),
+            request_deadline_s=float(ours.get("deadline", 60.0)),
+        )
+    except ValueError as err:
+        raise MountError(f"bad mount option value: {err}") from err
+    return options, kernel
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level, "mount")
+    mountpoint = Path(args.mountpoint)
+    try:
+        if not mountpoint.is_dir():
+            raise MountError(f"mount point {mountpoint} is not a directory")
+        addrs, secret = cluster_target(args)
+        options, kernel_options = split_options(args.options)
+    except MountError as err:
+        log.error("%s", err)
+        return 2
+    bridge = AsyncioBridge()
+    meta = MetaClient(addrs, secret, RetryPolicy(deadline_s=options.request_deadline_s),
+                      client_name=f"mount:{mountpoint.resolve()}")
+    data = FileData(meta, secret)
+    try:
+        bridge.run_sync(meta.open(), timeout_s=options.request_deadline_s + 5)
+    except Exception as err:
+        log.error("cannot reach the metadata servers at %s: %s", ",".join(addrs), err)
+        bridge.close()
+        return 1
+    fs = FsClient(meta, data)
+    operations = DfsOperations(fs, bridge, options)
+    fuse_options = {"fsname=dfs", "subtype=dfs", *kernel_options}
+    try:
+        pyfuse3.init(operations, str(mountpoint), fuse_options)
+    except RuntimeError as err:
+        log.error("cannot mount at %s: %s", mountpoint, err)
+        bridge.run_sync(meta.close(), timeout_s=10)
+        bridge.close()
+        return 1
+    log.info("mounted at %s (metadata servers %s)", mountpoint, ",".join(addrs))
+    try:
+        trio.run(_serve)
+    finally:
+        with contextlib.suppress(Exception):
+            bridge.run_sync(fs.flush_all(), timeout_s=options.request_deadline_s)
+        with contextlib.suppress(Exception):
+            pyfuse3.close(unmount=True)
+        with contextlib.suppress(Exception):
+            bridge.run_sync(data.close(), timeout_s=10)
+            bridge.run_sync(meta.close(), timeout_s=10)
+        bridge.close()
+        log.info("unmounted %s", mountpoint)
+    return 0
+
+
+async def _serve() -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("signal %d: flushing and unmounting", signum)
+            pyfuse3.terminate()
+            return
+
+
+def umount(mountpoint: str) -> int:
+    """`dfs umount`: ask the kernel to unmount; the mount process flushes and exits."""
+    done = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)
+    if done.returncode != 0:
+        message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+        print(f"dfs umount: {message}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,70 @@
+"""Conversions between dfs's wire types and pyfuse3's: attributes, callers, kinds."""
+
+from __future__ import annotations
+
+import stat
+import time
+from dataclasses import dataclass, field
+
+import pyfuse3
+
+from dfs.rpc import common_pb2
+
+KIND_BITS = {
+    common_pb2.FILE_KIND_REGULAR: stat.S_IFREG,
+    common_pb2.FILE_KIND_DIRECTORY: stat.S_IFDIR,
+    common_pb2.FILE_KIND_SYMLINK: stat.S_IFLNK,
+    common_pb2.FILE_KIND_FIFO: stat.S_IFIFO,
+    common_pb2.FILE_KIND_SOCKET: stat.S_IFSOCK,
+    common_pb2.FILE_KIND_CHAR_DEVICE: stat.S_IFCHR,
+    common_pb2.FILE_KIND_BLOCK_DEVICE: stat.S_IFBLK,
+}
+KIND_OF_BITS = {bits: kind for kind, bits in KIND_BITS.items()}
+GROUPS_CACHE_S = 1.0
+
+
+def kind_of_mode(mode: int) -> int:
+    """The dfs file kind named by the S_IFMT bits of `mode` (0 if none)."""
+    return KIND_OF_BITS.get(stat.S_IFMT(mode), 0)
+
+
+def entry_attributes(attr: common_pb2.Attr, timeout_s: float) -> pyfuse3.EntryAttributes:
+    entry = pyfuse3.EntryAttributes()
+    entry.st_ino = attr.ino
+    entry.generation = attr.generation
+    entry.st_mode = KIND_BITS.get(attr.kind, 0) | attr.mode
+    entry.st_nlink = attr.nlink
+    entry.st_uid = attr.uid
+    entry.st_gid = attr.gid
+    entry.st_rdev = attr.rdev
+    entry.st_size = attr.size
+    entry.st_blksize = attr.blksize or 4096
+    entry.st_blocks = (attr.size + 511) // 512
+    entry.st_atime_ns = attr.atime_ns
+    entry.st_mtime_ns = attr.mtime_ns
+    entry.st_ctime_ns = attr.ctime_ns
+    entry.entry_timeout = timeout_s
+    entry.attr_timeout = timeout_s
+    return entry
+
+
+@dataclass
+class CallerCache:
+    """Supplementary groups per pid: pyfuse3's context has uid and gid only, so the
+    groups come from /proc/PID/status, cached briefly because processes call often."""
+
+    groups: dict[int, tuple[float, tuple[int, ...]]] = field(default_factory=dict)
+
+    def caller(self, ctx: pyfuse3.RequestContext) -> common_pb2.Caller:
+        now = time.monotonic()
+        cached = self.groups.get(ctx.pid)
+        if cached is None or now - cached[0] > GROUPS_CACHE_S:
+            try:
+                found = tuple(sorted(pyfuse3.get_sup_groups(ctx.pid)))
+            except (OSError, ValueError):
+                found = ()  # the process is gone; its request still gets an answer
+            cached = (now, found)
+            if len(self.groups) > 4096:
+                self.groups.clear()
+            self.groups[ctx.pid] = cached
+        return common_pb2.Caller(uid=ctx.uid, gid=ctx.gid, groups=cached[1], pid=ctx.pid)
