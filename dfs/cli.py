@@ -81,6 +81,18 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return umount(args.mountpoint)
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from dfs.localcluster import up
+
+    return up(args)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from dfs.localcluster import down
+
+    return down(args)
+
+
 def cmd_admin(args: argparse.Namespace) -> int:
     from dfs.admin.cli import run
 
@@ -131,7 +143,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--listen", metavar="HOST:PORT", help="address to serve on")
     p.add_argument("--meta", metavar="HOST:PORT,...", help="metadata servers")
     p.add_argument("--data-dir", metavar="DIR", help="chunks live here")
-    p.add_argument("--weight", type=int, default=100, help="relative capacity")
+    p.add_argument("--weight", type=int, default=1,
+                   help="relative capacity (virtual nodes are proportional to it)")
     p.add_argument("--domain", default="", help="failure-domain label (rack, host)")
     add_server_common(p)
     p.add_argument("--capacity", type=int, default=0,
@@ -164,13 +177,13 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--replicas", type=int, default=3, help="copies of each chunk")
     p.add_argument("--mount", metavar="PATH", help="mount point (default DIR/mnt)")
     p.add_argument("--base-port", type=int, default=0, help="first port (default: any free)")
-    p.set_defaults(run=not_yet("the local cluster arrives with the FUSE issue"))
+    p.set_defaults(run=cmd_up)
 
     p = sub.add_parser("down", help="stop a local cluster",
                        description="Unmount and stop every process of a local cluster, "
                        "keeping its data.")
     p.add_argument("--dir", default=".dfs", help="cluster state directory")
-    p.set_defaults(run=not_yet("the local cluster arrives with the FUSE issue"))
+    p.set_defaults(run=cmd_down)
 
     p = sub.add_parser("admin", help="inspect and operate a cluster",
                        description="Admin client: status, meta, data, ring, fsck, scrub, "

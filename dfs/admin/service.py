@@ -9,13 +9,17 @@ from typing import Any
 import grpc
 
 from dfs import __version__
+from dfs.meta import convert, ops
+from dfs.meta.proposer import Proposer
+from dfs.meta.results import ErrnoResult, RingResult
 from dfs.paxos.node import PaxosNode
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 
 
 class MetaAdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, node: PaxosNode, cluster_id: str, addr: str) -> None:
+    def __init__(self, node: PaxosNode, proposer: Proposer, cluster_id: str, addr: str) -> None:
         self.node = node
+        self.proposer = proposer
         self.cluster_id = cluster_id
         self.addr = addr
         self.started = time.monotonic()
@@ -79,4 +83,24 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
         return await self._not_yet(context)  # type: ignore[no-any-return]
 
     async def RingShow(self, request: Any, context: Any) -> common_pb2.Ring:
-        return await self._not_yet(context)  # type: ignore[no-any-return]
+        result = await self.proposer.query(context, ops.GetRing())
+        assert isinstance(result, RingResult)
+        return convert.ring_to_pb(result.ring)
+
+    async def RingSetReplication(
+        self, request: admin_pb2.ReplicationRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        current = self.proposer.state.namespace.state.ring.ring()
+        min_replicas = request.min_replicas or request.replicas
+        result = await self.proposer.system_op(
+            context, ops.SetReplication(request.replicas, min_replicas, current.vnodes_per_weight)
+        )
+        if isinstance(result, ErrnoResult) and result.errno:
+            return admin_pb2.AdminReply(
+                ok=False,
+                message=f"refused: need 1 <= min_replicas <= replicas "
+                f"(got {request.replicas}, {min_replicas})",
+            )
+        return admin_pb2.AdminReply(
+            ok=True, message=f"replicas={request.replicas} min_replicas={min_replicas}"
+        )

@@ -364,3 +364,29 @@ class DataMemberRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DataMemberRequest: _TypeAlias = DataMemberRequest  # noqa: Y015
+
+@_typing.final
+class ReplicationRequest(_message.Message):
+    """Replication settings of the ring."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    MIN_REPLICAS_FIELD_NUMBER: _builtins.int
+    replicas: _builtins.int
+    """Copies of each chunk (R)."""
+    min_replicas: _builtins.int
+    """Fewest copies a write may be acknowledged with (degraded writes below R)."""
+    def __init__(
+        self,
+        *,
+        replicas: _builtins.int = ...,
+        min_replicas: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_replicas", b"min_replicas", "replicas", b"replicas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicationRequest: _TypeAlias = ReplicationRequest  # noqa: Y015

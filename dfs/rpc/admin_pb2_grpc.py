@@ -87,6 +87,11 @@ class AdminStub:
                 request_serializer=dfs_dot_v1_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=dfs_dot_v1_dot_common__pb2.Ring.FromString,
                 _registered_method=True)
+        self.RingSetReplication = channel.unary_unary(
+                '/dfs.v1.Admin/RingSetReplication',
+                request_serializer=dfs_dot_v1_dot_admin__pb2.ReplicationRequest.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -163,6 +168,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RingSetReplication(self, request, context):
+        """Sets R and min_replicas for chunks written from now on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +227,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RingShow,
                     request_deserializer=dfs_dot_v1_dot_common__pb2.Empty.FromString,
                     response_serializer=dfs_dot_v1_dot_common__pb2.Ring.SerializeToString,
+            ),
+            'RingSetReplication': grpc.unary_unary_rpc_method_handler(
+                    servicer.RingSetReplication,
+                    request_deserializer=dfs_dot_v1_dot_admin__pb2.ReplicationRequest.FromString,
+                    response_serializer=dfs_dot_v1_dot_admin__pb2.AdminReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -488,6 +505,33 @@ class Admin:
             '/dfs.v1.Admin/RingShow',
             dfs_dot_v1_dot_common__pb2.Empty.SerializeToString,
             dfs_dot_v1_dot_common__pb2.Ring.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RingSetReplication(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.Admin/RingSetReplication',
+            dfs_dot_v1_dot_admin__pb2.ReplicationRequest.SerializeToString,
+            dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
             options,
             channel_credentials,
             insecure,

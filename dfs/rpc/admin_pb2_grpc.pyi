@@ -55,6 +55,8 @@ class AdminStub:
     """Changes a data server's weight."""
     RingShow: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _common_pb2.Ring]
     """The current ring."""
+    RingSetReplication: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReplicationRequest, _admin_pb2.AdminReply]
+    """Sets R and min_replicas for chunks written from now on."""
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -81,6 +83,8 @@ class AdminAsyncStub(AdminStub):
     """Changes a data server's weight."""
     RingShow: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _common_pb2.Ring]  # type: ignore[assignment]
     """The current ring."""
+    RingSetReplication: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReplicationRequest, _admin_pb2.AdminReply]  # type: ignore[assignment]
+    """Sets R and min_replicas for chunks written from now on."""
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     """Admin service of every server."""
@@ -164,5 +168,13 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Ring, _abc.Awaitable[_common_pb2.Ring]]:
         """The current ring."""
+
+    @_abc_1.abstractmethod
+    def RingSetReplication(
+        self,
+        request: _admin_pb2.ReplicationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.AdminReply, _abc.Awaitable[_admin_pb2.AdminReply]]:
+        """Sets R and min_replicas for chunks written from now on."""
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
