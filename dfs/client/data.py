@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dfs.auth import ClusterSecret
 from dfs.client.chunkio import ChunkIO, ChunkMissing, StoredChunk
@@ -36,11 +36,11 @@ MAX_PARALLEL_CHUNKS = 4
 
 
 class MetaForData(Protocol):
-    """What chunk I/O needs from the metadata client (dfs.client.meta provides it).
-    Every method raises OSError(errno) on an errno reply and retries leader changes
-    itself."""
+    """What chunk I/O needs from the metadata client; dfs.client.meta.MetaClient has
+    exactly these methods. Each raises OSError(errno) on an errno reply and rides out
+    leader changes itself."""
 
-    async def get_ring(self, known_epoch: int) -> common_pb2.Ring:
+    async def ring(self, known_epoch: int = 0) -> common_pb2.Ring:
         """The current ring (GetRing)."""
         ...
 
@@ -52,17 +52,24 @@ class MetaForData(Protocol):
         self,
         caller: common_pb2.Caller,
         ino: int,
-        updates: Sequence[meta_pb2.BlockUpdate],
+        updates: list[meta_pb2.BlockUpdate],
         end: int,
     ) -> common_pb2.Attr:
         """Commit slices (Commit); the attributes after it."""
         ...
 
-    async def get_block_map(
-        self, caller: common_pb2.Caller, ino: int, first_block: int, count: int
-    ) -> tuple[Sequence[common_pb2.BlockMap], int]:
-        """(block maps with slices, file size) of blocks [first, first + count)."""
+    async def block_maps(
+        self, caller: common_pb2.Caller, ino: int, first_block: int = 0, count: int = 0
+    ) -> meta_pb2.GetBlockMapReply:
+        """Block maps with slices and the file size (GetBlockMap; count 0 = to the end)."""
         ...
+
+
+if TYPE_CHECKING:
+    from dfs.client.meta import MetaClient
+
+    def _the_metadata_client_fits(client: MetaClient) -> MetaForData:
+        return client  # mypy proves MetaClient provides MetaForData
 
 
 class ChunkIds:
@@ -130,7 +137,7 @@ class FileData:
         call_timeout_s: float = CALL_TIMEOUT_S,
     ) -> None:
         self.meta = meta
-        self.rings = RingSource(meta.get_ring)
+        self.rings = RingSource(meta.ring)
         self.channels = DataChannels(secret, call_timeout_s)
         self.chunks = ChunkIO(self.rings, self.channels, chain=chain)
         self.ids = ChunkIds(meta.alloc_chunk_ids)
@@ -188,8 +195,8 @@ class FileData:
         """The block maps covering [offset, offset + length) and the file's size."""
         first = offset // block_size
         count = max(1, -(-(offset + length) // block_size) - first)
-        maps, size = await self.meta.get_block_map(caller, ino, first, count)
-        return BlockMaps(size, {block_map.block: block_map for block_map in maps})
+        reply = await self.meta.block_maps(caller, ino, first, count)
+        return BlockMaps(reply.size, {block_map.block: block_map for block_map in reply.blocks})
 
     async def read(
         self,

@@ -126,7 +126,11 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
                 asyncio.ensure_future(membership.ring_refresh_loop(stop)),
             ]
             await stop.wait()
-            await asyncio.gather(*loops)
+            # Heartbeats and ring fetches are safe to abandon mid-call; waiting for
+            # them would hold shutdown for a metadata call's deadline.
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
     finally:
         log.info("stopping: finishing in-flight uploads")
         if load.writes:

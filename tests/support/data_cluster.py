@@ -105,16 +105,16 @@ class FakeMeta:
     """Just enough of the metadata service for dfs.client.data: a ring, id ranges,
     block maps with newest-last slices, sizes. Implements MetaForData."""
 
-    ring: common_pb2.Ring
+    current_ring: common_pb2.Ring
     next_id: int = 1000
     blocks: dict[int, dict[int, list[common_pb2.Slice]]] = field(default_factory=dict)
     sizes: dict[int, int] = field(default_factory=dict)
     ring_fetches: int = 0
     map_fetches: int = 0
 
-    async def get_ring(self, known_epoch: int) -> common_pb2.Ring:
+    async def ring(self, known_epoch: int = 0) -> common_pb2.Ring:
         self.ring_fetches += 1
-        return self.ring
+        return self.current_ring
 
     async def alloc_chunk_ids(self, count: int) -> tuple[int, int]:
         first = self.next_id
@@ -125,7 +125,7 @@ class FakeMeta:
         self,
         caller: common_pb2.Caller,
         ino: int,
-        updates: Sequence[meta_pb2.BlockUpdate],
+        updates: list[meta_pb2.BlockUpdate],
         end: int,
     ) -> common_pb2.Attr:
         if ino <= 0:
@@ -137,17 +137,17 @@ class FakeMeta:
         await asyncio.sleep(0)
         return common_pb2.Attr(ino=ino, size=self.sizes[ino])
 
-    async def get_block_map(
-        self, caller: common_pb2.Caller, ino: int, first_block: int, count: int
-    ) -> tuple[list[common_pb2.BlockMap], int]:
+    async def block_maps(
+        self, caller: common_pb2.Caller, ino: int, first_block: int = 0, count: int = 0
+    ) -> meta_pb2.GetBlockMapReply:
         self.map_fetches += 1
         file_blocks = self.blocks.get(ino, {})
         maps = [
             common_pb2.BlockMap(block=block, slices=file_blocks[block])
-            for block in range(first_block, first_block + count)
-            if block in file_blocks
+            for block in sorted(file_blocks)
+            if block >= first_block and (count == 0 or block < first_block + count)
         ]
-        return maps, self.sizes.get(ino, 0)
+        return meta_pb2.GetBlockMapReply(blocks=maps, size=self.sizes.get(ino, 0))
 
 
 # -- real `dfs data` processes -----------------------------------------------------------

@@ -68,12 +68,12 @@ class Harness:
         servers = await start_local_data_servers(count, tmp_path, capacity=capacity)
         meta = FakeMeta(ring_of_servers(servers, min_replicas=min_replicas))
         for server in servers:
-            server.ring.hear(meta.ring.epoch)
+            server.ring.hear(meta.current_ring.epoch)
         client = FileData(meta, None, call_timeout_s=5.0)
         return Harness(servers, meta, client)
 
     def ring(self) -> Ring:
-        return Ring(config_from_proto(self.meta.ring))
+        return Ring(config_from_proto(self.meta.current_ring))
 
     async def close(self) -> None:
         await self.client.close()
@@ -158,7 +158,7 @@ def test_stale_epoch_refreshes_the_ring_and_places_again(tmp_path: Path) -> None
         try:
             await h.client.write(CALLER, 1, 0, b"placed at epoch 1", BLOCK)
             # The ring moves on (server 4 drains); the servers hear of it first.
-            h.meta.ring = ring_of_servers(h.servers, epoch=2,
+            h.meta.current_ring = ring_of_servers(h.servers, epoch=2,
                                           states={4: MemberState.DRAINING})
             for server in h.servers:
                 server.ring.hear(2)

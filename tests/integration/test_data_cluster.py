@@ -1,0 +1,261 @@
+"""Data servers in a real cluster: 3 `dfs meta` + 4 `dfs data` processes, R = 3,
+driven through the client library (MetaClient + FileData). Files of random sizes
+read back byte-identical; a data server killed with -9 costs no acknowledged byte;
+writes during the outage still get R copies; a flipped byte on disk is read around;
+a ring change in the middle of writes either completes with R findable copies or
+fails cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from dfs.client.data import FileData
+from dfs.client.meta import MetaClient
+from dfs.client.retry import RetryPolicy
+from dfs.placement.ring import Ring
+from dfs.placement.wire import config_from_proto
+from dfs.rpc import common_pb2, data_pb2, data_pb2_grpc
+from tests.support.data_cluster import DataCluster, make_data_cluster
+from tests.support.meta_cluster import make_meta_cluster
+from tests.support.procs import ProcessSet
+
+T = TypeVar("T")
+ROOT = common_pb2.Caller(uid=0, gid=0)
+ROOT_INO = 1
+POLICY = RetryPolicy(deadline_s=30, attempt_timeout_s=2.0)
+MIB = 1024 * 1024
+MAX_FILE = 20 * MIB
+
+
+def run(body: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await body()
+
+    return asyncio.run(main())
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    ino: int
+    seed: int
+    size: int
+
+    def content(self) -> bytes:
+        return random.Random(self.seed).randbytes(self.size)
+
+
+def start_cluster(procs: ProcessSet, secret_file: Path) -> DataCluster:
+    meta = make_meta_cluster(procs, secret_file)
+    meta.start_all()
+    data = make_data_cluster(meta)
+    data.start_all()
+    return data
+
+
+async def open_client(cluster: DataCluster) -> tuple[MetaClient, FileData]:
+    meta = MetaClient(cluster.meta.addr_list, cluster.meta.secret, POLICY, client_name="test")
+    await meta.open()
+    return meta, FileData(meta, cluster.meta.secret, call_timeout_s=10.0)
+
+
+async def write_file(meta: MetaClient, files: FileData, name: str, seed: int,
+                     size: int) -> tuple[WrittenFile, list[int]]:
+    attr = await meta.create(ROOT, ROOT_INO, name.encode(), 0o644)
+    written = WrittenFile(attr.ino, seed, size)
+    result = await files.write(ROOT, attr.ino, 0, written.content())
+    if size:
+        assert result.attr is not None and result.attr.size == size
+    for chunk in result.chunks:
+        assert len(set(chunk.durable_at)) == 3 and not chunk.under_replicated
+    return written, [chunk.chunk_id for chunk in result.chunks]
+
+
+async def assert_all_read_back(files: FileData, written: list[WrittenFile]) -> None:
+    for item in written:
+        got = await files.read(ROOT, item.ino, 0, item.size + 1)
+        assert got == item.content(), f"inode {item.ino} ({item.size} bytes) differs"
+
+
+async def holders(cluster: DataCluster, chunk_id: int, alive: set[int]) -> set[int]:
+    """Ids of live data servers holding a verified copy."""
+    from dfs.auth import aio_channel
+
+    found = set()
+    for server_id in alive:
+        async with aio_channel(cluster.addrs[server_id], cluster.meta.secret) as channel:
+            reply = await data_pb2_grpc.DataStub(channel).HasChunks(
+                data_pb2.HasChunksRequest(chunk_ids=[chunk_id]), timeout=10)
+            if reply.present[0]:
+                found.add(server_id)
+    return found
+
+
+def file_sizes(count: int, seed: int) -> list[int]:
+    """0 B and 20 MiB, and sizes log-uniform in between: every order of magnitude is
+    covered while the total stays near 150 MiB (uniform sizes would write 1 GiB x 3)."""
+    rng = random.Random(seed)
+    return [0, MAX_FILE] + [
+        int(math.exp(rng.uniform(0, math.log(MAX_FILE)))) for _ in range(count - 2)
+    ]
+
+
+def flip_byte_in_copy(data_dir: Path, chunk_id: int) -> None:
+    path = _chunk_path(data_dir / "store", chunk_id)
+    with open(path, "r+b") as chunk_file:
+        chunk_file.seek(os.path.getsize(path) - 1000)
+        original = chunk_file.read(1)
+        chunk_file.seek(-1, os.SEEK_CUR)
+        chunk_file.write(bytes([original[0] ^ 0x10]))
+
+
+def _chunk_path(store_dir: Path, chunk_id: int) -> Path:
+    # The store's layout (dfs/data/store.py): chunks/<low byte>/<second byte>/<hex id>.
+    # Opening a ChunkStore on a live server's dir to ask would tidy its temp files.
+    return (store_dir / "chunks" / f"{chunk_id & 0xFF:02x}" / f"{(chunk_id >> 8) & 0xFF:02x}"
+            / f"{chunk_id:016x}")
+
+
+@pytest.mark.timeout(180)
+def test_files_survive_a_kill_writes_go_on_and_corruption_is_read_around(
+    procs: ProcessSet, secret_file: Path
+) -> None:
+    cluster = start_cluster(procs, secret_file)
+
+    async def body() -> None:
+        meta, files = await open_client(cluster)
+        try:
+            written: list[WrittenFile] = []
+            chunks_of: dict[int, list[int]] = {}
+            sizes = file_sizes(100, seed=18)
+            gate = asyncio.Semaphore(4)
+
+            async def one(index: int, size: int) -> None:
+                async with gate:
+                    item, chunk_ids = await write_file(meta, files, f"f{index}", index, size)
+                written.append(item)
+                chunks_of[item.ino] = chunk_ids
+
+            await asyncio.gather(*(one(i, size) for i, size in enumerate(sizes)))
+            await assert_all_read_back(files, written)
+
+            # kill -9 the server holding the most chunks' first copies.
+            ring = Ring(config_from_proto(await meta.ring()))
+            first_homes = [ring.read_order(c)[0].id for ids in chunks_of.values() for c in ids]
+            victim = max(set(first_homes), key=first_homes.count)
+            cluster.kill(victim)
+            alive = set(cluster.addrs) - {victim}
+            await assert_all_read_back(files, written)
+
+            # Writes during the outage: three copies, all on live servers.
+            outage: list[WrittenFile] = []
+            for index in range(10):
+                item, chunk_ids = await write_file(meta, files, f"outage{index}", 1000 + index,
+                                                   3 * MIB + index)
+                outage.append(item)
+                for chunk_id in chunk_ids:
+                    assert await holders(cluster, chunk_id, alive) == alive
+            await assert_all_read_back(files, outage)
+
+            # A flipped byte in the copy read first: the read goes to another copy.
+            ring = Ring(config_from_proto(await meta.ring()))
+            big = next(item for item in written if item.size == MAX_FILE)
+            for chunk_id in chunks_of[big.ino]:
+                held_by = await holders(cluster, chunk_id, alive)
+                first_live = next(m.id for m in ring.read_order(chunk_id) if m.id in held_by)
+                flip_byte_in_copy(cluster.data_dirs[first_live], chunk_id)
+                assert await holders(cluster, chunk_id, {first_live}) == set()
+            fresh_meta, fresh_files = await open_client(cluster)
+            try:
+                await assert_all_read_back(fresh_files, [big])
+                # Every acknowledged write, byte for byte, after all of it.
+                await assert_all_read_back(fresh_files, written + outage)
+            finally:
+                await fresh_files.close()
+                await fresh_meta.close()
+        finally:
+            await files.close()
+            await meta.close()
+
+    run(body)
+
+
+@pytest.mark.timeout(120)
+def test_a_ring_change_in_the_middle_of_writes(procs: ProcessSet, secret_file: Path) -> None:
+    cluster = start_cluster(procs, secret_file)
+
+    async def body() -> None:
+        meta, files = await open_client(cluster)
+        try:
+            first_epoch = (await meta.ring()).epoch
+            acked: list[WrittenFile] = []
+            epochs: set[int] = set()
+            failures: list[OSError] = []
+            stop = asyncio.Event()
+
+            async def writer() -> None:
+                index = 0
+                while not stop.is_set():
+                    index += 1
+                    size = 2 * 4 * MIB + index  # three chunks
+                    try:
+                        attr = await meta.create(ROOT, ROOT_INO, f"w{index}".encode(), 0o644)
+                        item = WrittenFile(attr.ino, index, size)
+                        result = await files.write(ROOT, attr.ino, 0, item.content())
+                    except OSError as err:  # a clean failure: nothing acknowledged
+                        failures.append(err)
+                        continue
+                    acked.append(item)
+                    epochs.update(chunk.epoch for chunk in result.chunks)
+
+            task = asyncio.ensure_future(writer())
+            await asyncio.sleep(0.5)
+            # A fifth data server joins: the ring's epoch moves on under the writer.
+            fifth = 5
+            cluster.addrs[fifth] = (await asyncio.to_thread(_free_addr))
+            cluster.data_dirs[fifth] = procs.base_dir / f"data{fifth}"
+            cluster.start(fifth)
+            await asyncio.to_thread(cluster.servers[fifth].wait_healthy, 30)
+            new_epoch = (await meta.ring()).epoch
+            assert new_epoch > first_epoch
+            # Long enough for every data server to hear of it and refuse old epochs.
+            deadline = asyncio.get_running_loop().time() + 20
+            while new_epoch not in epochs and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+            stop.set()
+            await task
+            assert first_epoch in epochs and new_epoch in epochs, (epochs, failures)
+            assert all(isinstance(err, OSError) and err.errno for err in failures)
+            ring = Ring(config_from_proto(await meta.ring()))
+            alive = set(cluster.addrs)
+            for item in acked:
+                for block_map in (await meta.block_maps(ROOT, item.ino)).blocks:
+                    for piece in block_map.slices:
+                        found = await holders(cluster, piece.chunk_id, alive)
+                        assert len(found) >= 3, (piece.chunk_id, found)
+                        assert found & {m.id for m in ring.read_order(piece.chunk_id)}
+            fresh_meta, fresh_files = await open_client(cluster)
+            try:
+                await assert_all_read_back(fresh_files, acked)
+            finally:
+                await fresh_files.close()
+                await fresh_meta.close()
+        finally:
+            await files.close()
+            await meta.close()
+
+    run(body)
+
+
+def _free_addr() -> str:
+    from tests.support.ports import free_addrs
+
+    return free_addrs(1)[0]
