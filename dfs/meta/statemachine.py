@@ -104,6 +104,8 @@ class NamespaceMachine:
     """The namespace state machine. Implements dfs.paxos.machine.StateMachine."""
 
     def __init__(self, block_size: int = DEFAULT_BLOCK_SIZE) -> None:
+        if not 0 < block_size < validate.U32:
+            raise ValueError(f"block size {block_size} out of range")  # slices hold u32 offsets
         self.state = NamespaceState(block_size)
         self._writer: snapshot.SnapshotWriter | None = None
 
