@@ -197,6 +197,7 @@ class PaxosCore:
         self._promises: dict[int, Promise] = {}
         self._prepare_from = 0
         self._prepared_peers: set[int] = set()
+        self._prepare_resend_at = NEVER
         self._leader: _LeaderState | None = None
 
     # ------------------------------------------------------------------ queries
@@ -258,6 +259,13 @@ class PaxosCore:
             return
         if self._now >= self._election_deadline:
             self._start_election()
+        elif self._role is Role.CANDIDATE and self._now >= self._prepare_resend_at:
+            # Prepares (or promises) may have been lost, or an acceptor may have been
+            # unable to promise yet (rules 1 and 3): ask the silent ones again.
+            self._prepare_resend_at = self._now + self._options.heartbeat_interval
+            silent = self._prepared_peers - set(self._promises)
+            self._prepared_peers -= silent
+            self._send_prepares(silent)
 
     def step(self, message: Message, now: float) -> None:
         """Handle one message from a peer."""
@@ -596,6 +604,7 @@ class PaxosCore:
         self._promises = {}
         self._prepare_from = self._chosen_upto + 1
         self._prepared_peers = set()
+        self._prepare_resend_at = self._now + self._options.heartbeat_interval
         log.debug("node %s campaigns with ballot %s", self.node_id, ballot)
         self._send_prepares(self._voter_ids() | {self.node_id})
 

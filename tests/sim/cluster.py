@@ -164,6 +164,7 @@ class SimNode:
         self.reads: dict[int, Any] = {}  # read request id -> client op
         self.ready_reads: list[tuple[int, Any]] = []  # (read_index, op) safe once applied
         self.next_state_tick = 0.0
+        self.was_leader = False
 
     def now(self) -> float:
         return self.offset + self.rate * self.sim.sched.time
@@ -193,6 +194,7 @@ class SimNode:
         )
         self.applied = 0
         self.written_upto = 0
+        self.was_leader = False
         self.sim.sched.after(rng.uniform(0, sim.params.tick), self.on_tick, self.incarnation)
         self.drain()
 
@@ -252,6 +254,11 @@ class SimNode:
         assert core is not None
         ready = core.ready()
         sim = self.sim
+        if core.is_leader != self.was_leader:
+            self.was_leader = core.is_leader
+            if self.was_leader:
+                sim.note(f"n{self.id} LEADS with ballot {core.status(self.now()).ballot}")
+                sim.invariants.on_new_leader(sim, self.id)
         if ready.records:
             self.pending.extend(ready.records)
             self.written_upto = ready.records_upto

@@ -1,7 +1,8 @@
 """The simulator's checks: incremental ones at every apply, whole-run ones at the end.
 
 At every step: one value per slot across replicas, identical results per (slot,
-index) across replicas (so identical applied prefixes). At the end: every client
+index) across replicas (so identical applied prefixes), no new leader while another
+still holds a lease. At the end: every client
 finished after the heal (liveness), every acknowledged write was applied, replicas
 at the same slot hold the same state, and the history is linearizable.
 """
@@ -40,6 +41,19 @@ class Invariants:
             raise SimFailure(
                 f"slot {slot}.{index} gave {result!r} on node {node} but {first!r} elsewhere"
             )
+
+    def on_new_leader(self, sim: Simulation, node_id: int) -> None:
+        """Leases never overlap: when a replica completes phase 1, no other replica may
+        still be entitled to serve lease reads (the point of lease rules 1-3 and 6)."""
+        for other in sim.nodes.values():
+            core = other.core
+            if other.id == node_id or not other.alive or core is None or not core.is_leader:
+                continue
+            if core.status(other.now()).lease_left > 0:
+                raise SimFailure(
+                    f"node {node_id} became leader while node {other.id} still holds a "
+                    f"lease ({core.status(other.now()).lease_left * 1000:.1f}ms left)"
+                )
 
     def final(self, sim: Simulation) -> None:
         stuck = [c.id for c in sim.clients if not c.finished]

@@ -146,6 +146,11 @@ class Simulation:
         pairs = [(a, b) for a in side for b in self.node_ids if b not in side]
         pairs += [(b, a) for a, b in pairs]
         self.note(f"PARTITION {sorted(side)} from the rest for {duration * 1000:.0f}ms")
+        self.partition_pairs(pairs, duration)
+
+    def partition_pairs(self, pairs: list[tuple[int, int]], duration: float) -> None:
+        """Drop every message on these directed links for `duration`."""
+        self.note(f"CUT {pairs} for {duration * 1000:.0f}ms")
         for pair in pairs:
             self.blocked[pair] = self.blocked.get(pair, 0) + 1
         self.sched.after(duration, self._heal, pairs)

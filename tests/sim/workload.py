@@ -189,9 +189,14 @@ def schedule_nemesis(sim: Simulation) -> None:
         when += rng.uniform(0.02, 0.08)
 
 
+def _flap(sim: Simulation, node_id: int) -> None:
+    sim.crash(node_id)
+    sim.sched.after(0.001, sim.restart, node_id)
+
+
 def _act(sim: Simulation) -> None:
     rng = sim.rng
-    actions = ["crash", "crash", "partition", "isolate", "transfer", "nothing"]
+    actions = ["crash", "crash", "partition", "isolate", "cut", "cut", "transfer", "nothing"]
     if sim.params.spare:
         actions += ["membership", "membership"]
     action = rng.choice(actions)
@@ -200,12 +205,26 @@ def _act(sim: Simulation) -> None:
         victims = [n for n in sim.nodes.values() if n.alive]
         node = leader if leader is not None and rng.random() < 0.4 else rng.choice(victims)
         sim.crash(node.id)
-        sim.sched.after(rng.uniform(0.005, 0.08), sim.restart, node.id)
+        down_for = rng.uniform(0.001, 0.01) if rng.random() < 0.5 else rng.uniform(0.01, 0.08)
+        sim.sched.after(down_for, sim.restart, node.id)
     elif action == "partition":
         ids = list(sim.node_ids)
         rng.shuffle(ids)
         side = set(ids[: rng.randrange(1, len(ids))])
         sim.partition(side, rng.uniform(0.02, 0.15))
+    elif action == "cut" and leader is not None:
+        # One broken link between the leader and a follower: the follower campaigns
+        # while the leader still holds its lease through the others.
+        followers = [i for i in sim.node_ids if i != leader.id]
+        other = rng.choice(followers)
+        sim.partition_pairs([(leader.id, other), (other, leader.id)], rng.uniform(0.05, 0.2))
+        if rng.random() < 0.5:
+            # ...while another follower flaps (crash, restart at once, again): each
+            # restart forgets its lease grants, which rule 3 must make up for.
+            flapper = rng.choice([i for i in followers if i != other])
+            start = rng.uniform(0.03, 0.08)
+            for k in range(rng.randrange(4, 12)):
+                sim.sched.after(start + k * rng.uniform(0.005, 0.012), _flap, sim, flapper)
     elif action == "isolate" and leader is not None:
         sim.partition({leader.id}, rng.uniform(0.03, 0.15))
     elif action == "transfer" and leader is not None and leader.core is not None:
