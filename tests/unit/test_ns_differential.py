@@ -45,6 +45,8 @@ times = st.sampled_from(["now", "omit", "1000000000", "7"])
 xattr_names = st.sampled_from(["user.a", "user.b", "trusted.t", "security.s"])
 fields = st.sampled_from(["type", "mode", "uid", "gid", "nlink", "size"])
 
+SPECIAL = ("fifo", "sock", "chr", "blk")
+
 _local: LocalTarget | None = None
 
 
@@ -84,9 +86,9 @@ class Differential(RuleBasedStateMachine):
     def create(self, path: str, mode: str) -> None:
         self.both("create", path, mode)
 
-    @rule(path=paths, mode=file_modes)
-    def mkfifo(self, path: str, mode: str) -> None:
-        self.both("mknod", path, "fifo", mode, "0")
+    @rule(path=paths, kind=st.sampled_from(["fifo", "sock", "chr", "blk", "reg"]), mode=file_modes)
+    def mknod(self, path: str, kind: str, mode: str) -> None:
+        self.both("mknod", path, kind, mode, "259" if kind in ("chr", "blk") else "0")
 
     @rule(link_target=link_targets, path=paths)
     def symlink(self, link_target: str, path: str) -> None:
@@ -118,19 +120,25 @@ class Differential(RuleBasedStateMachine):
             return  # chown(-1, -1) clears suid through a mode change the table does not model
         self.both("chown", path, uid, gid)
 
+    @rule(path=paths, uid=uids, gid=gids)
+    def lchown(self, path: str, uid: str, gid: str) -> None:
+        if uid == gid == "-1":
+            return
+        self.both("lchown", path, uid, gid)
+
     @rule(path=paths, size=st.sampled_from(["0", "5", "100"]))
     def truncate(self, path: str, size: str) -> None:
         self.both("truncate", path, size)
 
     @rule(path=paths, offset=st.sampled_from(["0", "10"]), length=st.sampled_from(["1", "50"]))
     def write(self, path: str, offset: str, length: str) -> None:
-        if self.kind_of(path) in ("fifo", "sock"):
-            return  # opening a FIFO reaches the pipe, not the file system
+        if self.kind_of(path) in SPECIAL:
+            return  # opening a FIFO, socket or device reaches it, not the file system
         self.both("write", path, offset, length)
 
     @rule(path=paths, flags=st.sampled_from(["O_RDONLY", "O_WRONLY", "O_RDWR", "O_WRONLY|O_TRUNC"]))
     def open(self, path: str, flags: str) -> None:
-        if self.kind_of(path) in ("fifo", "sock"):
+        if self.kind_of(path) in SPECIAL:
             return
         self.both("open", path, flags)
 
