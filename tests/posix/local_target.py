@@ -28,6 +28,7 @@ class LocalTarget:
         # must be able to reach the case roots.
         self.base = tempfile.mkdtemp(prefix="dfs-posix-")
         os.chmod(self.base, 0o755)
+        self._sequence = 0
         self._worker = subprocess.Popen(
             [sys.executable, "-m", "tests.posix.local_worker"],
             cwd=REPO_ROOT,
@@ -38,14 +39,19 @@ class LocalTarget:
 
     def run(self, creds: Creds, op: str, args: list[str]) -> str:
         assert self._worker.stdin is not None and self._worker.stdout is not None
-        request = {"creds": creds.text(), "op": op, "args": args}
+        self._sequence += 1
+        request = {"id": self._sequence, "creds": creds.text(), "op": op, "args": args}
         self._worker.stdin.write(json.dumps(request) + "\n")
         self._worker.stdin.flush()
-        line = self._worker.stdout.readline()
-        if not line:
-            raise RuntimeError(f"local worker died on {request}")
-        result: str = json.loads(line)["result"]
-        return result
+        while True:
+            line = self._worker.stdout.readline()
+            if not line:
+                raise RuntimeError(f"local worker died on {request}")
+            answer = json.loads(line)
+            # An answer to an earlier request (one interrupted while it waited) is stale.
+            if answer["id"] == self._sequence:
+                result: str = answer["result"]
+                return result
 
     def reset(self, owner: Creds, mode: int) -> None:
         """A fresh, empty test root owned by `owner` with `mode`."""

@@ -233,7 +233,7 @@ def main() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         result = run(Creds.parse(request["creds"]), request["op"], request["args"])
-        sys.stdout.write(json.dumps({"result": result}) + "\n")
+        sys.stdout.write(json.dumps({"id": request["id"], "result": result}) + "\n")
         sys.stdout.flush()
 
 
