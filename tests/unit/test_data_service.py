@@ -18,6 +18,7 @@ import pytest
 from dfs.auth import aio_channel, new_secret
 from dfs.client.replicas import DataChannels, read_copy, upload_pieces, write_copy
 from dfs.data.checksum import BLOCK_SIZE, ChunkHeader, whole_checksum
+from dfs.data.service import BUFFERED_READ_BYTES
 from dfs.data.store import ChunkStore, CrashSimulatingFileOps
 from dfs.rpc import data_pb2, data_pb2_grpc
 from tests.support.data_cluster import LocalDataServer, start_local_data_server
@@ -296,6 +297,30 @@ def test_calls_without_the_cluster_secret_are_refused(tmp_path: Path) -> None:
             assert (await upload(channels, server, 5, b"with the secret")).status == OK
             await channels.close()
         finally:
+            await server.stop()
+
+    run(body)
+
+
+def test_ranges_past_the_buffered_size_stream_and_stop_at_a_bad_block(tmp_path: Path) -> None:
+    async def body() -> None:
+        server = await start_local_data_server(1, tmp_path / "d1")
+        channels = DataChannels(None)
+        try:
+            data = pattern(BUFFERED_READ_BYTES + 3 * BLOCK_SIZE + 1)
+            await upload(channels, server, 5, data)
+            stub = channels.stub(server.addr)
+            replies = [r async for r in stub.ReadChunk(data_pb2.ReadChunkRequest(chunk_id=5))]
+            assert all(r.status == OK for r in replies) and len(replies) == 9
+            assert b"".join(r.data for r in replies) == data
+            flip_byte(server.store, 5, 6 * 1024 * 1024 + 5)
+            replies = [r async for r in stub.ReadChunk(data_pb2.ReadChunkRequest(chunk_id=5))]
+            # Verified pieces before the bad block arrive; the stream ends with CORRUPT.
+            assert [r.status for r in replies] == [OK] * 6 + [data_pb2.CHUNK_STATUS_CORRUPT]
+            assert b"".join(r.data for r in replies[:6]) == data[: 6 * 1024 * 1024]
+            assert server.store.repair_queue() == [5]
+        finally:
+            await channels.close()
             await server.stop()
 
     run(body)
