@@ -113,6 +113,7 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
         settings.capacity,
     )
     membership = Membership(channels, identity, store, load, ring)
+    await server.set_serving(False)  # SERVING only once registered in the ring
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
