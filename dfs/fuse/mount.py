@@ -103,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     fs = FsClient(meta, data)
     operations = DfsOperations(fs, bridge, options)
-    fuse_options = {"fsname=dfs", "subtype=dfs", *kernel_options}
+    # default_permissions: the kernel checks permissions with the caller's real
+    # credentials (groups included) on every path component, also where its dentry
+    # cache answers without a lookup; the servers still check every change.
+    fuse_options = {"fsname=dfs", "subtype=dfs", "default_permissions", *kernel_options}
     try:
         pyfuse3.init(operations, str(mountpoint), fuse_options)
     except RuntimeError as err:

@@ -22,7 +22,7 @@ import trio
 from dfs.client.bridge import AsyncioBridge
 from dfs.client.fs import FsClient
 from dfs.client.retry import LeaderUnavailable
-from dfs.fuse.translate import CallerCache, entry_attributes, kind_of_mode
+from dfs.fuse.translate import caller_of, entry_attributes, kind_of_mode
 from dfs.rpc import common_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ class DfsOperations(pyfuse3.Operations):
         self.fs = fs
         self.bridge = bridge
         self.options = options
-        self.callers = CallerCache()
         self._dirs: dict[int, DirHandle] = {}
         self._next_dir = 1
 
@@ -74,7 +73,7 @@ class DfsOperations(pyfuse3.Operations):
         return entry_attributes(attr, self.options.attr_timeout_s)
 
     def caller(self, ctx: pyfuse3.RequestContext) -> common_pb2.Caller:
-        return self.callers.caller(ctx)
+        return caller_of(ctx)
 
     # ---- names and attributes -------------------------------------------------------
 
@@ -109,7 +108,7 @@ class DfsOperations(pyfuse3.Operations):
             request.mtime_set, request.mtime_ns, changed = (
                 meta_pb2.TIME_SET_VALUE, attr.st_mtime_ns, True)
         if changed:
-            result = await self.call(lambda: self.fs.meta.setattr(request))
+            result = await self.call(lambda: self.fs.setattr(request))
         if result is None:
             result = await self.call(lambda: self.fs.getattr(caller, inode))
         return self.entry(self.fs.merge_pending(result))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import stat
-import time
-from dataclasses import dataclass, field
 
 import pyfuse3
 
@@ -20,7 +18,6 @@ KIND_BITS = {
     common_pb2.FILE_KIND_BLOCK_DEVICE: stat.S_IFBLK,
 }
 KIND_OF_BITS = {bits: kind for kind, bits in KIND_BITS.items()}
-GROUPS_CACHE_S = 1.0
 
 
 def kind_of_mode(mode: int) -> int:
@@ -48,23 +45,16 @@ def entry_attributes(attr: common_pb2.Attr, timeout_s: float) -> pyfuse3.EntryAt
     return entry
 
 
-@dataclass
-class CallerCache:
-    """Supplementary groups per pid: pyfuse3's context has uid and gid only, so the
-    groups come from /proc/PID/status, cached briefly because processes call often."""
+def caller_of(ctx: pyfuse3.RequestContext) -> common_pb2.Caller:
+    """The caller of one request, with its supplementary groups.
 
-    groups: dict[int, tuple[float, tuple[int, ...]]] = field(default_factory=dict)
-
-    def caller(self, ctx: pyfuse3.RequestContext) -> common_pb2.Caller:
-        now = time.monotonic()
-        cached = self.groups.get(ctx.pid)
-        if cached is None or now - cached[0] > GROUPS_CACHE_S:
-            try:
-                found = tuple(sorted(pyfuse3.get_sup_groups(ctx.pid)))
-            except (OSError, ValueError):
-                found = ()  # the process is gone; its request still gets an answer
-            cached = (now, found)
-            if len(self.groups) > 4096:
-                self.groups.clear()
-            self.groups[ctx.pid] = cached
-        return common_pb2.Caller(uid=ctx.uid, gid=ctx.gid, groups=cached[1], pid=ctx.pid)
+    pyfuse3's context has uid, gid and pid only, so the groups come from
+    /proc/PID/status, read for every request: a process may change its groups
+    between two calls (servers switching users do), and a cached answer would then
+    grant or refuse with groups the caller no longer has.
+    """
+    try:
+        groups = sorted(pyfuse3.get_sup_groups(ctx.pid))
+    except (OSError, ValueError):
+        groups = []  # the process is gone; its request still gets an answer
+    return common_pb2.Caller(uid=ctx.uid, gid=ctx.gid, groups=groups, pid=ctx.pid)
