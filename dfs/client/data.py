@@ -160,6 +160,21 @@ class FileData:
         Returns only when every chunk is durable and the commit is chosen."""
         if not data:
             return WriteResult(None, ())
+        try:
+            return await self._write_once(caller, ino, offset, data, block_size)
+        except OSError as err:
+            if err.errno != errno.ESTALE:
+                raise
+            # The session that owned the chunk ids expired and the metadata client
+            # opened a new one: the commit changed nothing, so write again with ids
+            # of the new session (the old chunks are orphans for the sweep).
+            log.warning("write to inode %d: %s; writing again in the new session", ino, err)
+            self.ids.forget()
+        return await self._write_once(caller, ino, offset, data, block_size)
+
+    async def _write_once(
+        self, caller: common_pb2.Caller, ino: int, offset: int, data: bytes, block_size: int
+    ) -> WriteResult:
         parts = _split(offset, data, block_size)
         stored = await asyncio.gather(*(self._store(part.data) for part in parts))
         updates = [

@@ -111,6 +111,12 @@ class FakeMeta:
     sizes: dict[int, int] = field(default_factory=dict)
     ring_fetches: int = 0
     map_fetches: int = 0
+    session_ids_from: int = 0  # ids below this belong to an expired session
+    refused_commits: int = 0
+
+    def expire_session(self) -> None:
+        """The client's session expired: its allocated ids are no longer its own."""
+        self.session_ids_from = self.next_id
 
     async def ring(self, known_epoch: int = 0) -> common_pb2.Ring:
         self.ring_fetches += 1
@@ -130,6 +136,9 @@ class FakeMeta:
     ) -> common_pb2.Attr:
         if ino <= 0:
             raise OSError(errno.ENOENT, "no such inode")
+        if any(s.chunk_id < self.session_ids_from for u in updates for s in u.slices):
+            self.refused_commits += 1
+            raise OSError(errno.ESTALE, "chunk ids of an expired session")
         file_blocks = self.blocks.setdefault(ino, {})
         for update in updates:
             file_blocks.setdefault(update.block, []).extend(update.slices)

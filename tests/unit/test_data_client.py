@@ -274,3 +274,21 @@ def test_holes_and_reads_past_the_end(tmp_path: Path) -> None:
             await h.close()
 
     run(body)
+
+
+def test_a_commit_refused_as_estale_is_written_again_in_the_new_session(
+    tmp_path: Path,
+) -> None:
+    async def body() -> None:
+        h = await Harness.start(tmp_path)
+        try:
+            await h.client.write(CALLER, 1, 0, b"first", BLOCK)
+            h.meta.expire_session()
+            result = await h.client.write(CALLER, 1, 5, b" second", BLOCK)
+            assert h.meta.refused_commits == 1
+            assert all(c.chunk_id >= h.meta.session_ids_from for c in result.chunks)
+            assert await h.client.read(CALLER, 1, 0, 100, BLOCK) == b"first second"
+        finally:
+            await h.close()
+
+    run(body)
