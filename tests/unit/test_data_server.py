@@ -1,26 +1,32 @@
 """The `dfs data` process on its own: flag errors in one line, a data dir of another
-server or cluster refused before anything is served, SIGTERM honoured even while no
-metadata server answers, and the membership loop's ring view rules."""
+server or cluster refused before anything is served, SIGTERM finishing the upload in
+flight, and the membership loop's ring view rules."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2
 
-from dfs.auth import init_cluster_dir
+from dfs.auth import aio_channel, init_cluster_dir
 from dfs.cli import build_parser
+from dfs.client.replicas import upload_pieces
 from dfs.data import server
+from dfs.data.checksum import whole_checksum
 from dfs.data.ringview import RingView
+from dfs.data.store import ChunkStore
 from dfs.datadir import Identity, claim
 from dfs.placement.members import Member, RingConfig
+from dfs.rpc import data_pb2, data_pb2_grpc
 from tests.support.health import check_health
 from tests.support.ports import free_addrs
 
@@ -85,20 +91,44 @@ def test_a_data_dir_of_another_server_or_cluster_is_refused(
     assert not (other_cluster_dir / "store").exists()
 
 
-def test_sigterm_while_no_metadata_server_answers_exits_0(tmp_path: Path) -> None:
+def test_sigterm_finishes_the_upload_in_flight_then_exits_0(tmp_path: Path) -> None:
+    """No metadata server answers, so it never joins the ring (NOT_SERVING), but its
+    Data service runs: an upload begun before SIGTERM completes, durably."""
     listen, dead_meta = free_addrs(2)
+    data_dir = tmp_path / "data"
     proc = subprocess.Popen(
         [*DFS, "--id", "3", "--listen", listen, "--meta", dead_meta, "--data-dir",
-         str(tmp_path / "data"), "--insecure"],
+         str(data_dir), "--insecure"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    content = os.urandom(3 * 1024 * 1024)
     try:
         deadline = time.monotonic() + 20
         while check_health(listen, 0.5) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        # Serving the port, but not SERVING: it has not joined the ring yet.
         assert check_health(listen, 0.5) == health_pb2.HealthCheckResponse.NOT_SERVING
-        proc.send_signal(signal.SIGTERM)
+
+        async def upload_across_sigterm() -> data_pb2.WriteChunkReply:
+            pieces = upload_pieces(7, 1, content, whole_checksum(content))
+            first_sent = asyncio.Event()
+
+            async def stream() -> AsyncIterator[data_pb2.WriteChunkRequest]:
+                yield pieces[0]
+                first_sent.set()
+                await asyncio.sleep(0.5)  # SIGTERM arrives in the middle of the upload
+                for piece in pieces[1:]:
+                    yield piece
+
+            async with aio_channel(listen, None) as channel:
+                call = data_pb2_grpc.DataStub(channel).WriteChunk(stream(), timeout=20)
+                await first_sent.wait()
+                await asyncio.sleep(0.1)
+                proc.send_signal(signal.SIGTERM)
+                reply: data_pb2.WriteChunkReply = await call
+                return reply
+
+        reply = asyncio.run(upload_across_sigterm())
+        assert reply.status == data_pb2.CHUNK_STATUS_OK and list(reply.durable_at) == [listen]
         _, err = proc.communicate(timeout=15)
         assert proc.returncode == 0, err
         assert "registering" in err and "stopped" in err
@@ -106,6 +136,7 @@ def test_sigterm_while_no_metadata_server_answers_exits_0(tmp_path: Path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    assert ChunkStore(data_dir / "store").read(7) == content
 
 
 def test_ring_view_hears_newer_epochs_and_refuses_older_writers() -> None:
