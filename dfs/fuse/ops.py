@@ -8,6 +8,7 @@ here decides caching or buffering.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -22,6 +23,7 @@ import trio
 from dfs.client.bridge import AsyncioBridge
 from dfs.client.fs import FsClient
 from dfs.client.retry import LeaderUnavailable
+from dfs.fuse.kernel_view import KernelView
 from dfs.fuse.translate import caller_of, entry_attributes, kind_of_mode
 from dfs.rpc import common_pb2, meta_pb2
 
@@ -50,6 +52,7 @@ class DfsOperations(pyfuse3.Operations):
         self.fs = fs
         self.bridge = bridge
         self.options = options
+        self.kernel_view = KernelView()
         self._dirs: dict[int, DirHandle] = {}
         self._next_dir = 1
 
@@ -70,6 +73,7 @@ class DfsOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     def entry(self, attr: common_pb2.Attr) -> pyfuse3.EntryAttributes:
+        self.kernel_view.told(attr)
         return entry_attributes(attr, self.options.attr_timeout_s)
 
     def caller(self, ctx: pyfuse3.RequestContext) -> common_pb2.Caller:
@@ -208,9 +212,17 @@ class DfsOperations(pyfuse3.Operations):
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> Any:
         caller = self.caller(ctx)
-        handle, _ = await self.call(lambda: self.fs.open(caller, inode, flags))
+        handle, attr = await self.call(lambda: self.fs.open(caller, inode, flags))
+        # Close-to-open: a file changed elsewhere since the kernel cached it gets its
+        # attributes refetched and its cached pages dropped. (Safe to notify from a
+        # handler: without writeback caching the kernel takes no lock for it.)
+        stale = self.kernel_view.stale(self.fs.merge_pending(attr))
+        if stale:
+            with contextlib.suppress(OSError):
+                pyfuse3.invalidate_inode(inode, attr_only=True)
         # O_DIRECT bypasses the kernel's page cache for this handle.
-        return pyfuse3.FileInfo(fh=handle.fh, direct_io=bool(flags & os.O_DIRECT))
+        return pyfuse3.FileInfo(
+            fh=handle.fh, direct_io=bool(flags & os.O_DIRECT), keep_cache=not stale)
 
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
@@ -271,4 +283,7 @@ class DfsOperations(pyfuse3.Operations):
         """Every namespace change is durable once acknowledged: nothing to do."""
 
     async def forget(self, inode_list: Any) -> None:
-        """dfs keeps no per-inode lookup state on the client."""
+        """dfs keeps no per-inode lookup state on the client, only what the kernel
+        was told about it."""
+        for inode, _ in inode_list:
+            self.kernel_view.forget(inode)
