@@ -4,6 +4,7 @@
     scripts/sim.py --seeds 300 --start 900000     # prints seeds/s and failing seeds
     scripts/sim.py --seed 900017 --trace          # replays one seed, event by event
     scripts/sim.py --seeds 500 --bug promise-after-restart   # a planted bug must fail
+    scripts/sim.py --failover 200                 # leader crash -> next commit, measured
 
 Exit status: 0 when every seed held every invariant, 1 otherwise.
 """
@@ -18,7 +19,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dfs.paxos.planted import PlantedBug
-from tests.sim.simulation import run_seed
+from tests.sim.cluster import SimParams
+from tests.sim.simulation import Simulation, run_seed
+
+
+def failover_times(trials: int, replicas: int) -> list[float]:
+    """Simulated seconds from a leader's crash to the next chosen slot, per trial."""
+    times = []
+    for seed in range(trials):
+        params = SimParams(replicas=replicas, clients=0, fault_time=0.0, drop=0.0)
+        sim = Simulation(seed, params)
+        for node in sim.nodes.values():
+            node.start()
+        sim.sched.run_until(0.3, lambda: False)
+        leader = sim.leader()
+        if leader is None:
+            continue
+        chosen_before = len(sim.invariants.chosen)
+        crashed_at = sim.sched.time
+        sim.crash(leader.id)
+        chosen = sim.invariants.chosen
+        sim.sched.run_until(
+            crashed_at + 2.0,
+            lambda chosen=chosen, before=chosen_before: len(chosen) > before,  # type: ignore[misc]
+        )
+        times.append(sim.sched.time - crashed_at)
+    return times
 
 
 def main() -> int:
@@ -30,8 +56,24 @@ def main() -> int:
     parser.add_argument(
         "--bug", choices=[b.value for b in PlantedBug], help="turn on a planted bug"
     )
+    parser.add_argument(
+        "--failover", type=int, metavar="TRIALS", help="measure leader crash to next commit"
+    )
     args = parser.parse_args()
     planted = frozenset({PlantedBug(args.bug)}) if args.bug else frozenset()
+
+    if args.failover:
+        low, high = SimParams().election
+        for replicas in (3, 5):
+            times = sorted(failover_times(args.failover, replicas))
+            median, worst = times[len(times) // 2], times[-1]
+            p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+            print(
+                f"{replicas} replicas, {len(times)} crashes: leader crash -> next commit "
+                f"median {median * 1000:.0f}ms, p99 {p99 * 1000:.0f}ms, max {worst * 1000:.0f}ms "
+                f"(election timeout {low * 1000:.0f}-{high * 1000:.0f}ms)"
+            )
+        return 0
 
     if args.seed is not None:
         result = run_seed(args.seed, planted, trace=args.trace)
