@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -113,6 +114,7 @@ class Run:
         self.notes: list[str] = []
         self.round_trips: list[float] = []
         self.fsyncs: list[float] = []
+        self.loads: list[float] = []
         self.passthrough = PassthroughMount(
             workdir / "passthrough-backing", workdir / "passthrough-mnt",
             workdir / "passthrough.log", self._passthrough_args(),
@@ -173,6 +175,7 @@ class Run:
             shift = index % len(targets)
             for name in targets[shift:] + targets[:shift]:
                 self._run_fs(name, index)
+                self.loads.append(os.getloadavg()[0])
             self._measure_floor(index)
 
     def _run_fs(self, name: str, index: int) -> None:
@@ -217,7 +220,7 @@ class Run:
             quick=self.args.quick, status=self.status, targets=list(self.dirs),
             figure_names=figures_of(self.args.only), samples=self.samples,
             round_trip_samples=self.round_trips, fsync_samples=self.fsyncs,
-            errors=self.errors, notes=self.notes,
+            errors=self.errors, notes=self.notes, load_samples=self.loads,
         )
 
 

@@ -35,6 +35,8 @@ class Comparison:
     fsync_samples: list[float]
     errors: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # 1-minute load average after each fs.py run: a busy machine explains wide spreads.
+    load_samples: list[float] = field(default_factory=list)
 
     def summary(self, target: str, figure: str) -> Summary | None:
         return summarize(self.samples.get(target, {}).get(figure, []))
@@ -106,6 +108,7 @@ class Comparison:
             },
             "errors": self.errors,
             "notes": self.notes,
+            "load_average_samples": self.load_samples,
         }
 
     @classmethod
@@ -124,6 +127,7 @@ class Comparison:
             round_trip_samples=data["floor"]["grpc_round_trip_samples"],
             fsync_samples=data["floor"]["fsync_samples"],
             errors=data["errors"], notes=data["notes"],
+            load_samples=data.get("load_average_samples", []),
         )
 
     def vs_floor(self, target: str, op: str) -> float | None:

@@ -81,14 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         writeback_cache=args.writeback_cache,
     )
     pyfuse3.init(ops, str(args.mountpoint), mount_options(args.options))
-    unmount = True
     try:
         trio.run(serve_until_signal, args.workers)
-    except BaseException:
-        unmount = True
-        raise
     finally:
-        pyfuse3.close(unmount=unmount)
+        pyfuse3.close(unmount=True)
     print(f"passthrough: unmounted {args.mountpoint}", file=sys.stderr)
     return 0
 

@@ -49,6 +49,15 @@ def floor_rows(comparison: Comparison) -> tuple[list[str], Rows]:
     return header, rows
 
 
+def load_line(comparison: Comparison) -> str:
+    loads = comparison.load_samples
+    if not loads:
+        return "load average: not recorded"
+    cores = comparison.machine.get("cores")
+    return (f"1-minute load average after each fs.py run: {min(loads):.1f} to {max(loads):.1f} "
+            f"on {cores} cores (other work on the machine widens the spreads)")
+
+
 def floor_inputs(comparison: Comparison) -> str | None:
     round_trip, fsync = comparison.round_trip_s, comparison.fsync_s
     if round_trip is None or fsync is None or not comparison.floor_ops():
@@ -70,6 +79,7 @@ def text(comparison: Comparison) -> str:
         f"{machine.get('memory_gib')} GiB, {machine.get('os')}, kernel {machine.get('kernel')}, "
         f"Python {machine.get('python')}, pyfuse3 {machine.get('pyfuse3')}; "
         f"work dir on {machine.get('workdir_fs')}",
+        load_line(comparison),
         "",
         render(["target", "status"], [[n, s] for n, s in comparison.status.items()], "ll"),
         "",
@@ -101,7 +111,7 @@ def _markdown_table(header: list[str], rows: Rows) -> str:
 
 def markdown(comparison: Comparison) -> str:
     """The figures and floor tables as Markdown, for docs/benchmarks.md."""
-    parts = [_markdown_table(*figure_rows(comparison)), ""]
+    parts = [load_line(comparison) + ".", "", _markdown_table(*figure_rows(comparison)), ""]
     parts += [f"{name}: {status}\n" for name, status in comparison.status.items()
               if name not in comparison.targets]
     inputs = floor_inputs(comparison)

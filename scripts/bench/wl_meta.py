@@ -68,13 +68,13 @@ def readdir(bench: Bench) -> list[Figure]:
     big = bench.root / "big"
     big.mkdir()
     bench.progress(f"readdir: filling one directory with {n} entries")
-    filled = _loop("fill", n, lambda i: _create_empty(big / f"entry-{i:06d}"), cap)
-    if filled.note:
-        raise OSError(f"could not create {n} entries within {cap} s")
+    filled = _fill(big, n, cap)
+    # A slow target lists the entries it managed to create, and says so.
+    note = "" if filled == n else f"capped: listed {filled} of {n} entries"
 
     bench.drop_caches()
     bench.progress("readdir: listing, cold then warm")
-    figures = [_listing("readdir_cold", big, n), _listing("readdir_warm", big, n)]
+    figures = [_listing("readdir_cold", big, filled), _listing("readdir_warm", big, filled)]
 
     bench.drop_caches()
     bench.progress("readdir: ls -l, cold")
@@ -83,8 +83,18 @@ def readdir(bench: Bench) -> list[Figure]:
         ["ls", "-l", "--color=never", str(big)],
         check=True, stdout=subprocess.DEVNULL, env=LS_ENV, timeout=cap,
     )
-    figures.append(rate("ls_l", n, n, time.perf_counter() - started))
-    return figures
+    figures.append(rate("ls_l", filled, filled, time.perf_counter() - started))
+    return [Figure(f.name, f.value, note) for f in figures] if note else figures
+
+
+def _fill(directory: Path, count: int, cap_s: float) -> int:
+    """Create up to `count` empty entries before the cap; returns how many."""
+    deadline = Deadline(cap_s)
+    for i in range(count):
+        if deadline.expired():
+            return i
+        _create_empty(directory / f"entry-{i:06d}")
+    return count
 
 
 def _listing(name: str, directory: Path, expected: int) -> Figure:

@@ -1,8 +1,9 @@
-"""Smoke run of the benchmark harness (issue 20): `compare.py --quick --rounds 1`.
+"""Smoke runs of the benchmark harness (issue 20): `compare.py --quick --rounds 1`.
 
-It must measure every figure on a local directory and on the passthrough mount it
-starts itself, measure the floor's round trip and fsync, report dfs either measured
-or with the reason it is not, and leave nothing mounted or running.
+Each must measure every figure on a local directory and on the passthrough mount it
+starts itself, measure the floor's round trip and fsync, and leave nothing mounted
+or running. The `make test` run leaves dfs out to stay within its time budget; the
+long variant includes dfs (`dfs up`, 3 metadata, 4 data, R = 3).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,19 +31,23 @@ FIGURES = (
     "parallel_create",
 )
 FLOOR_OPS = ("create_empty", "mkdir", "rename_same_dir", "rename_cross_dir")
-RUN_TIMEOUT_S = 60.0
-CLEANUP_TIMEOUT_S = 20.0
+# Bounds, not speed targets: the run takes about 6 s on an idle machine.
+RUN_TIMEOUT_S = 90.0
+RUN_WITH_DFS_TIMEOUT_S = 400.0
+CLEANUP_TIMEOUT_S = 30.0
 
 
-def run_compare(workdir: Path) -> subprocess.CompletedProcess[str]:
+def run_compare(
+    workdir: Path, timeout_s: float, *extra: str
+) -> subprocess.CompletedProcess[str]:
     """compare.py in its own process; on a timeout it gets SIGTERM first, so it unmounts."""
     argv = [sys.executable, str(COMPARE), "--quick", "--rounds", "1", "--json",
-            "--workdir", str(workdir)]
+            "--workdir", str(workdir), *extra]
     env = {**os.environ, RUN_TOKEN_ENV: RUN_TOKEN}
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+        out, err = proc.communicate(timeout=timeout_s)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -53,35 +59,58 @@ def run_compare(workdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-@pytest.mark.fuse
-@pytest.mark.timeout(RUN_TIMEOUT_S + 2 * CLEANUP_TIMEOUT_S)
-def test_quick_compare_measures_every_figure_for_local_and_passthrough(tmp_path: Path) -> None:
+def run_and_unmount(tmp_path: Path, timeout_s: float, *extra: str) -> dict[str, Any]:
+    """Run compare.py, fail on any mount left behind (removing it), return its JSON."""
     workdir = tmp_path / "bench"
     try:
-        done = run_compare(workdir)
+        done = run_compare(workdir, timeout_s, *extra)
     finally:
         leftovers = fuse_mounts_under([tmp_path])
         for mount in leftovers:
             subprocess.run(["fusermount3", "-uz", mount], check=False)
     assert not leftovers, f"compare.py left mounts behind: {leftovers}"
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert (workdir / "results.json").exists()
+    assert not (workdir / "local").exists(), "the targets' data must be removed"
+    result: dict[str, Any] = json.loads(done.stdout)
+    assert done.returncode == 0 or "dfs" in result["errors"], done.stderr[-4000:]
+    return result
 
-    result = json.loads(done.stdout)
-    assert result["status"]["local"] == "measured"
-    assert result["status"]["passthrough"] == "measured"
-    assert result["status"]["dfs"], "dfs must be measured or say why not"
+
+def assert_every_figure(result: dict[str, Any], targets: tuple[str, ...]) -> None:
+    for target in targets:
+        assert result["status"][target] == "measured", target
+        assert target not in result["errors"], result["errors"][target]
     for name in FIGURES:
         figure = result["figures"][name]
-        for target in ("local", "passthrough"):
+        for target in targets:
             measured = figure["targets"][target]
             assert measured is not None and measured["median"] > 0, (name, target)
         assert figure["ratios"]["passthrough/local"] > 0, name
-
     floor = result["floor"]
     assert floor["grpc_round_trip_s"] > 0
     assert floor["fsync_s"] > 0
     for op in FLOOR_OPS:
         assert floor["ops"][op]["floor_ops_per_s"] > 0, op
+
+
+@pytest.mark.fuse
+@pytest.mark.timeout(RUN_TIMEOUT_S + 2 * CLEANUP_TIMEOUT_S)
+def test_quick_compare_measures_every_figure_for_local_and_passthrough(tmp_path: Path) -> None:
+    result = run_and_unmount(tmp_path, RUN_TIMEOUT_S, "--no-dfs")
+    assert_every_figure(result, ("local", "passthrough"))
+    assert result["status"]["dfs"] == "left out (--no-dfs)"
     assert result["errors"] == {}
-    assert (workdir / "results.json").exists()
-    assert not (workdir / "local").exists(), "the targets' data must be removed"
+
+
+@pytest.mark.fuse
+@pytest.mark.long
+@pytest.mark.timeout(RUN_WITH_DFS_TIMEOUT_S + 2 * CLEANUP_TIMEOUT_S)
+def test_quick_compare_with_dfs_reports_it_beside_local_and_passthrough(tmp_path: Path) -> None:
+    result = run_and_unmount(tmp_path, RUN_WITH_DFS_TIMEOUT_S)
+    assert_every_figure(result, ("local", "passthrough"))
+    if result["status"]["dfs"] != "measured":
+        pytest.fail(f"dfs was not measured: {result['status']['dfs']}")
+    measured = [n for n in FIGURES if result["figures"][n]["targets"]["dfs"] is not None]
+    assert measured, "dfs produced no figure"
+    for name in measured:
+        assert result["figures"][name]["ratios"]["dfs/passthrough"] is not None, name
