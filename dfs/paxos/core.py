@@ -97,6 +97,15 @@ class SnapshotNeeded:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotWanted:
+    """This replica is behind `source`'s snapshot (it cannot lead without the chosen
+    values it dropped): fetch a snapshot from `source`, then `install_snapshot`."""
+
+    source: int
+    log_start: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     records: tuple[Record, ...] = ()
     records_upto: int = 0  # index of the last record handed out so far
@@ -104,10 +113,16 @@ class Ready:
     committed: tuple[LogEntry, ...] = ()
     reads: tuple[ReadState, ...] = ()
     snapshots_needed: tuple[SnapshotNeeded, ...] = ()
+    snapshots_wanted: tuple[SnapshotWanted, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(
-            self.records or self.messages or self.committed or self.reads or self.snapshots_needed
+            self.records
+            or self.messages
+            or self.committed
+            or self.reads
+            or self.snapshots_needed
+            or self.snapshots_wanted
         )
 
 
@@ -192,6 +207,7 @@ class PaxosCore:
         self._messages: list[Outgoing] = []
         self._reads: list[ReadState] = []
         self._snapshots_needed: list[SnapshotNeeded] = []
+        self._snapshots_wanted: list[SnapshotWanted] = []
         self._ready_epoch = 0  # counts ready() calls: messages queued before it left
         # Candidate and leader state.
         self._promises: dict[int, Promise] = {}
@@ -374,12 +390,14 @@ class PaxosCore:
             committed=committed,
             reads=tuple(self._reads),
             snapshots_needed=tuple(self._snapshots_needed),
+            snapshots_wanted=tuple(self._snapshots_wanted),
         )
         self._ready_epoch += 1
         self._records.clear()
         self._messages.clear()
         self._reads.clear()
         self._snapshots_needed.clear()
+        self._snapshots_wanted.clear()
         return batch
 
     # ------------------------------------------------------------------ plumbing
@@ -622,6 +640,12 @@ class PaxosCore:
                 self._step_down()
             return
         if msg.promised_ballot != self._ballot:
+            return
+        if msg.log_start > self._prepare_from:
+            # The acceptor dropped slots we do not know chosen: leading now could fill
+            # them with no-ops. Give up this election and catch up from its snapshot.
+            self._snapshots_wanted.append(SnapshotWanted(msg.sender, msg.log_start))
+            self._step_down()
             return
         self._promises[msg.sender] = msg
         self._try_finish_phase1()

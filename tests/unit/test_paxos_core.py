@@ -41,6 +41,8 @@ def sync(core: PaxosCore, now: float) -> Ready:
         first.messages + second.messages,
         first.committed + second.committed,
         first.reads + second.reads,
+        first.snapshots_needed + second.snapshots_needed,
+        first.snapshots_wanted + second.snapshots_wanted,
     )
 
 
@@ -57,6 +59,7 @@ class Net:
         self.committed: dict[int, list[LogEntry]] = {i: [] for i in self.cores}
         self.reads: dict[int, list] = {i: [] for i in self.cores}  # type: ignore[type-arg]
         self.cut: set[int] = set()
+        self.snapshots_needed: list[tuple[int, int]] = []  # (leader, peer)
 
     def pump(self, extra: tuple[Outgoing, ...] = ()) -> None:
         queue: list[Outgoing] = list(extra)
@@ -74,6 +77,7 @@ class Net:
         ready = sync(core, self.now)
         self.committed[node_id] += ready.committed
         self.reads[node_id] += ready.reads
+        self.snapshots_needed += [(node_id, n.peer) for n in ready.snapshots_needed]
         return list(ready.messages)
 
     def advance(self, seconds: float, step: float = 0.005) -> None:
@@ -395,3 +399,30 @@ def test_outgoing_message_types_are_complete() -> None:
     net.advance(0.03)
     expected: set[type[Message]] = {Prepare, Promise, Accept, Accepted, Heartbeat, HeartbeatAck}
     assert expected <= kinds
+
+
+def test_candidate_behind_a_snapshot_does_not_lead() -> None:
+    candidate = make(1)
+    candidate.tick(0.2)
+    sync(candidate, 0.2)
+    promise = Promise(2, True, Ballot(1, 1), (), chosen_upto=40, log_start=31)
+    candidate.step(promise, 0.21)
+    ready = candidate.ready()
+    assert not candidate.is_leader
+    assert [(w.source, w.log_start) for w in ready.snapshots_wanted] == [(2, 31)]
+    candidate.install_snapshot(40, CONFIG, 0.3)
+    assert candidate.chosen_upto == 40
+
+
+def test_leader_asks_for_a_snapshot_for_a_peer_behind_its_log() -> None:
+    net = Net()
+    leader = net.elect(1)
+    net.cut = {3}
+    leader.propose([b"a"], net.now)
+    net.advance(0.02)
+    leader.compact(leader.status(net.now).committed_upto)
+    net.cut = set()
+    net.advance(0.03)
+    assert (1, 3) in net.snapshots_needed
+    # The entries it lacks are gone from the leader's log: only a snapshot helps.
+    assert net.cores[3].chosen_upto < leader.chosen_upto
