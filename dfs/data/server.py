@@ -19,6 +19,7 @@ from dfs.auth import ClusterSecret, SecretError, read_secret
 from dfs.client.retry import LeaderChannels
 from dfs.config import ConfigError, require
 from dfs.data.chain import PeerChannels
+from dfs.data.gc import GarbageCollector
 from dfs.data.load import Load
 from dfs.data.membership import Membership, RegistrationRefused, ServerIdentity
 from dfs.data.ringview import RingView
@@ -113,6 +114,7 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
         settings.capacity,
     )
     membership = Membership(channels, identity, store, load, ring)
+    collector = GarbageCollector(channels, settings.server_id, settings.listen, store, ring, peers)
     await server.set_serving(False)  # SERVING only once registered in the ring
     await server.start()
     stop = asyncio.Event()
@@ -125,9 +127,10 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
             loops = [
                 asyncio.ensure_future(membership.heartbeat_loop(stop)),
                 asyncio.ensure_future(membership.ring_refresh_loop(stop)),
+                asyncio.ensure_future(collector.loop(stop)),
             ]
             await stop.wait()
-            # Heartbeats and ring fetches are safe to abandon mid-call; waiting for
+            # Heartbeats, ring fetches and GC passes are safe to abandon mid-call; waiting for
             # them would hold shutdown for a metadata call's deadline.
             for task in loops:
                 task.cancel()
