@@ -249,3 +249,12 @@ def test_same_as_linux_as_unprivileged_user(local_target: LocalTarget) -> None:
 
 def test_same_as_linux_with_callers_taking_turns(local_target: LocalTarget) -> None:
     run_state_machine_as_test(MixedDifferential, settings=settings(SETTINGS, max_examples=60))
+
+
+@pytest.mark.long
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("machine", [Differential, UserDifferential, MixedDifferential])
+def test_same_as_linux_long(local_target: LocalTarget, machine: type[Differential]) -> None:
+    run_state_machine_as_test(
+        machine, settings=settings(SETTINGS, max_examples=2000, stateful_step_count=60)
+    )
