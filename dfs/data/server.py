@@ -18,6 +18,7 @@ from pathlib import Path
 from dfs.auth import ClusterSecret, SecretError, read_secret
 from dfs.client.retry import LeaderChannels
 from dfs.config import ConfigError, require
+from dfs.data.admin import DataAdminService
 from dfs.data.chain import PeerChannels
 from dfs.data.gc import GarbageCollector
 from dfs.data.load import Load
@@ -27,7 +28,7 @@ from dfs.data.service import DataService
 from dfs.data.store import ChunkStore
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
-from dfs.rpc import data_pb2_grpc
+from dfs.rpc import admin_pb2_grpc, data_pb2_grpc
 from dfs.serving import BindError, GrpcServer
 
 log = logging.getLogger("dfs.data")
@@ -108,6 +109,10 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
     service = DataService(store, ring, settings.listen, load, peers)
     server = GrpcServer(settings.listen, settings.secret)
     server.add(lambda s: data_pb2_grpc.add_DataServicer_to_server(service, s))
+    admin = DataAdminService(
+        settings.server_id, cluster_id, settings.listen, store, ring, settings.capacity
+    )
+    server.add(lambda s: admin_pb2_grpc.add_AdminServicer_to_server(admin, s))
     channels = LeaderChannels(settings.meta_addrs, settings.secret)
     identity = ServerIdentity(
         settings.server_id, settings.listen, settings.weight, settings.domain, cluster_id,

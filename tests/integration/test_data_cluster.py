@@ -3,7 +3,7 @@ driven through the client library (MetaClient + FileData). Files of random sizes
 read back byte-identical; a data server killed with -9 costs no acknowledged byte;
 writes during the outage still get R copies; a flipped byte on disk is read around;
 a ring change in the middle of writes either completes with R findable copies or
-fails cleanly."""
+fails cleanly; every data server reports its status through the Admin service."""
 
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import grpc
 import pytest
 
+from dfs.auth import aio_channel
 from dfs.client.data import FileData
 from dfs.client.meta import MetaClient
 from dfs.client.retry import RetryPolicy
 from dfs.placement.ring import Ring
 from dfs.placement.wire import config_from_proto
-from dfs.rpc import common_pb2, data_pb2, data_pb2_grpc
+from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2, data_pb2, data_pb2_grpc
 from tests.support.data_cluster import DataCluster, make_data_cluster
 from tests.support.meta_cluster import make_meta_cluster
 from tests.support.procs import ProcessSet
@@ -87,8 +89,6 @@ async def assert_all_read_back(files: FileData, written: list[WrittenFile]) -> N
 
 async def holders(cluster: DataCluster, chunk_id: int, alive: set[int]) -> set[int]:
     """Ids of live data servers holding a verified copy."""
-    from dfs.auth import aio_channel
-
     found = set()
     for server_id in alive:
         async with aio_channel(cluster.addrs[server_id], cluster.meta.secret) as channel:
@@ -242,6 +242,16 @@ def test_a_ring_change_in_the_middle_of_writes(procs: ProcessSet, secret_file: P
                         found = await holders(cluster, piece.chunk_id, alive)
                         assert len(found) >= 3, (piece.chunk_id, found)
                         assert found & {m.id for m in ring.read_order(piece.chunk_id)}
+            for server_id, addr in cluster.addrs.items():
+                async with aio_channel(addr, cluster.meta.secret) as channel:
+                    admin = admin_pb2_grpc.AdminStub(channel)
+                    status = await admin.Status(admin_pb2.StatusRequest(), timeout=10)
+                    assert status.kind == admin_pb2.SERVER_KIND_DATA and status.id == server_id
+                    assert status.data.ring_epoch >= new_epoch and status.data.capacity > 0
+                    assert (status.data.chunks > 0) == (status.data.used > 0)
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await admin.DataDrain(admin_pb2.DataMemberRequest(id=server_id))
+                    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             fresh_meta, fresh_files = await open_client(cluster)
             try:
                 await assert_all_read_back(fresh_files, acked)
