@@ -15,13 +15,13 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from caches import CacheDropper
 from context import Bench
 from figures import SPEC_BY_NAME, WORKLOAD_NAMES, Figure
-from sizes import FULL, QUICK
+from sizes import FULL, QUICK, Sizes
 from table import number, render
 from workloads import WORKLOADS
 
@@ -72,70 +72,81 @@ def progress_printer(label: str) -> Callable[[str], None]:
     return show
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    """Run the chosen workloads; returns the machine-readable result."""
-    sizes = QUICK if args.quick else FULL
-    dropper = CacheDropper(args.drop_cache_cmd, kernel=not args.no_drop)
+@dataclass
+class RunResult:
+    """What one fs.py run measured, failed at, and how it dropped caches."""
+
+    directory: Path
+    quick: bool
+    workloads: list[str]
+    sizes: Sizes
+    figures: dict[str, Figure] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    caches: CacheDropper | None = None
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dir": str(self.directory),
+            "quick": self.quick,
+            "workloads": self.workloads,
+            "sizes": asdict(self.sizes),
+            "figures": {
+                f.name: {"value": f.value, "unit": SPEC_BY_NAME[f.name].unit, "note": f.note}
+                for f in self.figures.values()
+            },
+            "errors": self.errors,
+            "caches": self.caches.describe() if self.caches else None,
+            "elapsed_s": self.elapsed_s,
+        }
+
+
+def run(args: argparse.Namespace) -> RunResult:
+    """Run the chosen workloads, each in its own directory, removed afterwards."""
+    result = RunResult(args.dir, args.quick, args.only, QUICK if args.quick else FULL)
+    result.caches = CacheDropper(args.drop_cache_cmd, kernel=not args.no_drop)
     show = progress_printer(args.label)
-    figures: dict[str, Figure] = {}
-    errors: dict[str, str] = {}
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="fsbench-", dir=args.dir))
     try:
         for name in args.only:
             root = scratch / name
             root.mkdir()
-            bench = Bench(root=root, sizes=sizes, drop_caches=dropper, progress=show)
+            bench = Bench(root=root, sizes=result.sizes, drop_caches=result.caches,
+                          progress=show)
             try:
                 for figure in WORKLOADS[name](bench):
-                    figures[figure.name] = figure
+                    result.figures[figure.name] = figure
             except Exception as err:  # one failing workload must not hide the others
-                errors[name] = f"{type(err).__name__}: {err}"
-                show(f"{name}: FAILED: {errors[name]}")
+                result.errors[name] = f"{type(err).__name__}: {err}"
+                show(f"{name}: FAILED: {result.errors[name]}")
                 traceback.print_exc(file=sys.stderr)
             finally:
                 shutil.rmtree(root, ignore_errors=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return {
-        "dir": str(args.dir),
-        "quick": args.quick,
-        "workloads": args.only,
-        "sizes": asdict(sizes),
-        "figures": {
-            f.name: {"value": f.value, "unit": SPEC_BY_NAME[f.name].unit, "note": f.note}
-            for f in figures.values()
-        },
-        "errors": errors,
-        "caches": dropper.describe(),
-        "elapsed_s": time.monotonic() - started,
-    }
+    result.elapsed_s = time.monotonic() - started
+    return result
 
 
-def human_table(result: dict[str, object]) -> str:
-    figures = result["figures"]
-    assert isinstance(figures, dict)
+def human_table(result: RunResult) -> str:
     rows = [
-        [name, number(fig["value"]), fig["unit"], SPEC_BY_NAME[name].meaning, fig["note"]]
-        for name, fig in figures.items()
+        [f.name, number(f.value), SPEC_BY_NAME[f.name].unit, SPEC_BY_NAME[f.name].meaning, f.note]
+        for f in result.figures.values()
     ]
-    lines = [f"fs.py on {result['dir']} ({'quick' if result['quick'] else 'full'} sizes)", ""]
+    lines = [f"fs.py on {result.directory} ({'quick' if result.quick else 'full'} sizes)", ""]
     lines.append(render(["figure", "value", "unit", "what", "note"], rows, "lrlll"))
-    errors = result["errors"]
-    assert isinstance(errors, dict)
-    lines += [f"FAILED {name}: {message}" for name, message in errors.items()]
-    caches = result["caches"]
-    assert isinstance(caches, dict)
-    if not caches["kernel_dropped"]:
-        lines.append(f"note: kernel caches not dropped ({caches['kernel_problem']})")
+    lines += [f"FAILED {name}: {message}" for name, message in result.errors.items()]
+    if result.caches is not None and result.caches.kernel_problem:
+        lines.append(f"note: kernel caches not dropped ({result.caches.kernel_problem})")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     result = run(args)
-    print(json.dumps(result, indent=2) if args.json else human_table(result))
-    return EXIT_WORKLOAD_FAILED if result["errors"] else EXIT_OK
+    print(json.dumps(result.to_json(), indent=2) if args.json else human_table(result))
+    return EXIT_WORKLOAD_FAILED if result.errors else EXIT_OK
 
 
 if __name__ == "__main__":
