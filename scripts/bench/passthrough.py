@@ -39,6 +39,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="extra FUSE mount option (repeatable), e.g. -o allow_other")
     parser.add_argument("--writeback-cache", action="store_true",
                         help="let the kernel buffer writes (FUSE write-back cache)")
+    parser.add_argument("--no-keep-cache", action="store_true",
+                        help="drop a file's cached pages at every open (default: keep them, "
+                        "as the dfs mount does for files nobody else changed)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="most concurrent request tasks (pyfuse3's max_tasks)")
     args = parser.parse_args(argv)
@@ -79,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.fsencode(args.source.resolve()),
         CacheTimeouts(entry_s=args.entry_timeout, attr_s=args.attr_timeout),
         writeback_cache=args.writeback_cache,
+        keep_cache=not args.no_keep_cache,
     )
     pyfuse3.init(ops, str(args.mountpoint), mount_options(args.options))
     try:

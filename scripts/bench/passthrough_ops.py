@@ -41,9 +41,14 @@ def errno_reply() -> Iterator[None]:
 class Passthrough(pyfuse3.Operations):
     """Mirror of `source`; mutations go to the backing file system as they come."""
 
-    def __init__(self, source: bytes, timeouts: CacheTimeouts, writeback_cache: bool) -> None:
+    def __init__(
+        self, source: bytes, timeouts: CacheTimeouts, writeback_cache: bool, keep_cache: bool
+    ) -> None:
         super().__init__()
         self.enable_writeback_cache = writeback_cache
+        # Only this mount changes the backing files, so cached pages stay valid
+        # across opens (the dfs mount keeps them too, unless a file changed elsewhere).
+        self._keep_cache = keep_cache
         self._timeouts = timeouts
         self._root_backing_ino = os.lstat(source).st_ino
         self._paths = PathTable(pyfuse3.ROOT_INODE, source)
@@ -269,7 +274,15 @@ class Passthrough(pyfuse3.Operations):
 
     # ---------------------------------------------------------------- files
 
+    def _file_info(self, fd: int, flags: int) -> pyfuse3.FileInfo:
+        # O_DIRECT bypasses the kernel's page cache for this handle, as on dfs.
+        direct = bool(flags & os.O_DIRECT)
+        return pyfuse3.FileInfo(fh=fd, direct_io=direct, keep_cache=self._keep_cache and not direct)
+
     def _backing_flags(self, flags: int) -> int:
+        # The backing file is opened without O_DIRECT: Python's buffers are not
+        # aligned as O_DIRECT needs, and the kernel already skips its cache above.
+        flags &= ~os.O_DIRECT
         if not self.enable_writeback_cache:
             return flags
         # With the kernel's write-back cache, the kernel also reads through a
@@ -282,7 +295,7 @@ class Passthrough(pyfuse3.Operations):
         with errno_reply():
             fd = os.open(self._path(inode), self._backing_flags(flags) & ~os.O_CREAT)
         self._open_inode[fd] = inode
-        return pyfuse3.FileInfo(fh=fd)
+        return self._file_info(fd, flags)
 
     async def create(
         self,
@@ -302,7 +315,7 @@ class Passthrough(pyfuse3.Operations):
                 os.close(fd)
                 raise
         self._open_inode[fd] = attrs.st_ino
-        return pyfuse3.FileInfo(fh=fd), attrs
+        return self._file_info(fd, flags), attrs
 
     async def read(self, fh: FileHandle, off: int, size: int) -> bytes:
         with errno_reply():
