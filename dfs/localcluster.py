@@ -300,7 +300,7 @@ def down(args: argparse.Namespace) -> int:
     record_path = directory / CLUSTER_FILE
     if not record_path.exists():
         print(f"dfs down: no cluster at {directory}", file=sys.stderr)
-        return 1
+        return 2
     stop(ClusterRecord.load(record_path), directory)
     print(f"dfs: stopped; data kept under {directory}")
     return 0
