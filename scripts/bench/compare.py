@@ -35,6 +35,8 @@ from report import markdown, text
 DFS = "dfs"
 FS_SCRIPT = Path(__file__).resolve().parent / "fs.py"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_PYTHON = Path(".venv/bin/python")
+REEXEC_MARKER = "DFS_BENCH_REEXECUTED"
 DEFAULT_ROUNDS = 3
 # Bounds of one fs.py run; a run that takes longer is killed and reported.
 FS_RUN_TIMEOUT_S = {"quick": 300.0, "full": 3600.0}
@@ -224,6 +226,20 @@ class Run:
         )
 
 
+def _reexec_in_venv_if_needed() -> None:
+    """`python scripts/bench/compare.py` on a checkout after `make up`: use its .venv,
+    which holds pyfuse3 and grpc, when this interpreter lacks them."""
+    try:
+        import grpc  # noqa: F401
+        import pyfuse3  # noqa: F401
+    except ImportError:
+        venv_python = REPO_ROOT / VENV_PYTHON
+        if venv_python.exists() and REEXEC_MARKER not in os.environ:
+            os.environ[REEXEC_MARKER] = "1"  # once: a venv without them fails plainly
+            os.execv(venv_python, [str(venv_python), __file__, *sys.argv[1:]])
+        raise
+
+
 def _ensure_dfs_importable() -> None:
     """The floor uses dfs's gRPC code; a fresh clone run without installing still works."""
     try:
@@ -252,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report:
         return report_only(args)
+    _reexec_in_venv_if_needed()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _ensure_dfs_importable()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dfs-bench-"))
