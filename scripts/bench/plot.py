@@ -23,7 +23,7 @@ def plot_ratios(comparison: Comparison, path: Path) -> str:
     if not pairs:
         return "plot skipped: fewer than two targets measured"
     bar = 0.8 / len(pairs)
-    fig, ax = plt.subplots(figsize=(9, 0.35 * len(names) * len(pairs) + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.22 * len(names) * len(pairs) + 1.5))
     for i, (target, reference) in enumerate(pairs):
         values = [_or_nan(comparison.ratio(name, target, reference)) for name in names]
         positions = [row + i * bar for row in range(len(names))]
