@@ -23,6 +23,7 @@ from dfs.data.chain import PeerChannels
 from dfs.data.gc import GarbageCollector
 from dfs.data.load import Load
 from dfs.data.membership import Membership, RegistrationRefused, ServerIdentity
+from dfs.data.repair import Upkeep
 from dfs.data.ringview import RingView
 from dfs.data.service import DataService
 from dfs.data.store import ChunkStore
@@ -120,6 +121,7 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
     )
     membership = Membership(channels, identity, store, load, ring)
     collector = GarbageCollector(channels, settings.server_id, settings.listen, store, ring, peers)
+    upkeep = Upkeep(store, ring, settings.listen, peers)
     await server.set_serving(False)  # SERVING only once registered in the ring
     await server.start()
     stop = asyncio.Event()
@@ -133,10 +135,12 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
                 asyncio.ensure_future(membership.heartbeat_loop(stop)),
                 asyncio.ensure_future(membership.ring_refresh_loop(stop)),
                 asyncio.ensure_future(collector.loop(stop)),
+                asyncio.ensure_future(upkeep.loop(stop)),
             ]
             await stop.wait()
-            # Heartbeats, ring fetches and GC passes are safe to abandon mid-call; waiting for
-            # them would hold shutdown for a metadata call's deadline.
+            # Heartbeats, ring fetches, GC, scrub and repair passes are safe to abandon
+            # mid-call (the store's writes are whole or absent); waiting for them would
+            # hold shutdown for a metadata call's deadline.
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)

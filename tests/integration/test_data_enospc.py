@@ -18,7 +18,7 @@ from dfs.client.data import FileData
 from dfs.client.meta import MetaClient
 from dfs.client.retry import RetryPolicy
 from dfs.rpc import common_pb2
-from tests.support.data_cluster import make_data_cluster
+from tests.support.data_cluster import make_data_cluster, stop_all_at_once
 from tests.support.meta_cluster import make_meta_cluster
 from tests.support.procs import ProcessSet
 
@@ -81,10 +81,9 @@ def test_full_data_filesystem_gives_enospc_and_keeps_earlier_files(
         asyncio.run(body())
         for server_id, data_dir in data.data_dirs.items():
             assert os.listdir(data_dir / "store" / "tmp") == [], server_id
-        for server_id, proc in data.servers.items():
-            assert proc.stop() == 0, f"data{server_id} did not exit 0 on SIGTERM"
+        exit_codes = stop_all_at_once(procs)
+        for server_id in data.servers:
+            assert exit_codes[f"data{server_id}"] == 0, f"data{server_id} exited non-zero"
     finally:
-        for proc in procs.procs:
-            if proc.data_dir.is_relative_to(small):
-                proc.stop()
+        stop_all_at_once(procs)  # nothing may hold files on the tmpfs when it goes
         unmount(small)

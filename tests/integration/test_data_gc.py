@@ -16,7 +16,7 @@ from dfs.client.data import FileData
 from dfs.client.meta import MetaClient
 from dfs.client.retry import RetryPolicy
 from dfs.rpc import common_pb2, data_pb2, data_pb2_grpc
-from tests.support.data_cluster import DataCluster, make_data_cluster
+from tests.support.data_cluster import DataCluster, make_data_cluster, stop_all_at_once
 from tests.support.meta_cluster import make_meta_cluster
 from tests.support.procs import ProcessSet
 
@@ -76,4 +76,7 @@ def test_an_unlinked_files_chunks_leave_every_data_server(
             await files.close()
             await client.close()
 
-    asyncio.run(body())
+    try:
+        asyncio.run(body())
+    finally:
+        stop_all_at_once(procs)
