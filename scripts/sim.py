@@ -41,7 +41,7 @@ def failover_times(trials: int, replicas: int) -> list[float]:
         chosen = sim.invariants.chosen
         sim.sched.run_until(
             crashed_at + 2.0,
-            lambda chosen=chosen, before=chosen_before: len(chosen) > before,  # type: ignore[misc]
+            lambda chosen=chosen, before=chosen_before: len(chosen) > before,
         )
         times.append(sim.sched.time - crashed_at)
     return times

@@ -158,7 +158,13 @@ class _LeaderState:
 
 
 class PaxosCore:
-    """One replica. Not thread-safe: the driver calls it from one task."""
+    """One replica. Not thread-safe: the driver calls it from one task.
+
+    `recovered` is `recover(records replayed from the WAL)`; when the driver restored
+    a snapshot at slot S, pass applied_upto=S and make sure the replay ends with its
+    SnapshotRecord(S, config) (append one if the WAL lost it). `election_timeout`
+    returns a fresh randomized timeout each call; keep it above `lease_duration`.
+    """
 
     def __init__(
         self,
@@ -852,7 +858,7 @@ class PaxosCore:
             # A live peer that made no progress since the last round lost something:
             # resend from what it holds. A silent one is only sent heartbeats.
             stalled = progress.match == progress.match_at_last_check
-            if progress.responded and stalled and progress.next > progress.match + 1:
+            if progress.responded and stalled and progress.match < leader.last_slot:
                 progress.next = progress.match + 1
                 self._replicate(leader, peer)
             progress.responded = False
@@ -882,6 +888,7 @@ class PaxosCore:
             self._advance_commit(leader)
             if self._leader is not leader:
                 return
+            self._replicate(leader, msg.sender)
         self._resolve_read_index(leader)
 
     def _lease_usable(self) -> bool:

@@ -23,7 +23,7 @@ from dfs.paxos.kv import encode_command as encode_kv
 from dfs.paxos.machine import ApplyContext
 from dfs.paxos.messages import Message
 from dfs.paxos.planted import PlantedBug
-from dfs.paxos.records import Record, decode_record, encode_record, recover
+from dfs.paxos.records import Record, SnapshotRecord, decode_record, encode_record, recover
 from dfs.paxos.sessions import OpenSession, SessionRequest, SessionTable, Tick
 from dfs.paxos.sessions import encode_command as encode_session
 
@@ -66,6 +66,8 @@ class SimParams:
     client_timeout: float = 0.04
     think_time: float = 0.06
     keys: int = 2
+    snapshot_every: int = 8  # slots between snapshots (0: never compact)
+    snapshot_resend: float = 0.02  # at most one snapshot per peer per this many seconds
     planted: frozenset[PlantedBug] = frozenset()
 
 
@@ -165,6 +167,8 @@ class SimNode:
         self.ready_reads: list[tuple[int, Any]] = []  # (read_index, op) safe once applied
         self.next_state_tick = 0.0
         self.was_leader = False
+        self.snapshot: tuple[int, Config, bytes] | None = None  # durable snapshot file
+        self.snapshot_sent_at: dict[int, float] = {}
 
     def now(self) -> float:
         return self.offset + self.rate * self.sim.sched.time
@@ -180,22 +184,69 @@ class SimNode:
         self.incarnation += 1
         rng = sim.rng
         low, high = sim.params.election
-        self.core = PaxosCore(
-            self.id,
-            sim.bootstrap,
-            recover(self.durable),
-            sim.options,
-            lambda: rng.uniform(low, high),
-            self.now(),
-        )
+        records = list(self.durable)
         self.kv = CountingKv(sim.applied_values)
         self.machine = SessionTable(
             self.kv, int(sim.params.session_timeout * 1e9), sim.params.planted
         )
         self.applied = 0
+        if self.snapshot is not None:
+            # The snapshot file is durable before its record is written; replay as if
+            # the record were there (it may have been lost with the unsynced tail).
+            slot, config, data = self.snapshot
+            self.machine.restore(data)
+            self.applied = slot
+            records.append(SnapshotRecord(slot, config))
+        self.core = PaxosCore(
+            self.id,
+            sim.bootstrap,
+            recover(records),
+            sim.options,
+            lambda: rng.uniform(low, high),
+            self.now(),
+            applied_upto=self.applied,
+        )
         self.written_upto = 0
         self.was_leader = False
         self.sim.sched.after(rng.uniform(0, sim.params.tick), self.on_tick, self.incarnation)
+        self.drain()
+
+    # -- snapshots: taken every few slots, sent to replicas the log no longer serves
+
+    def maybe_compact(self) -> None:
+        every = self.sim.params.snapshot_every
+        taken = self.snapshot[0] if self.snapshot is not None else 0
+        if not every or self.applied - taken < every:
+            return
+        core, machine = self.core, self.machine
+        assert core is not None and machine is not None
+        self.snapshot = (self.applied, core.config_at(self.applied), machine.snapshot())
+        core.compact(self.applied)
+
+    def send_snapshot(self, to: int) -> None:
+        sim = self.sim
+        last = self.snapshot_sent_at.get(to, -1.0)
+        if (
+            not self.alive
+            or self.snapshot is None
+            or sim.sched.time - last < sim.params.snapshot_resend
+        ):
+            return
+        self.snapshot_sent_at[to] = sim.sched.time
+        sim.note(f"n{self.id} -> n{to} SNAPSHOT at slot {self.snapshot[0]}")
+        sim.send(self.id, to, self.snapshot)  # type: ignore[arg-type]
+
+    def on_snapshot(self, snapshot: tuple[int, Config, bytes]) -> None:
+        core, machine = self.core, self.machine
+        if not self.alive or core is None or machine is None:
+            return
+        slot, config, data = snapshot
+        if slot <= core.chosen_upto:
+            return
+        machine.restore(data)
+        self.applied = slot
+        self.snapshot = snapshot
+        core.install_snapshot(slot, config, self.now())
         self.drain()
 
     def crash(self) -> None:
@@ -232,6 +283,9 @@ class SimNode:
 
     def on_message(self, message: Message) -> None:
         if not self.alive:
+            return
+        if isinstance(message, tuple):
+            self.on_snapshot(message)
             return
         assert self.core is not None
         self.core.step(message, self.now())
@@ -276,6 +330,12 @@ class SimNode:
             sim.send(self.id, outgoing.to, outgoing.message)
         for entry in ready.committed:
             self.apply(entry.slot, entry.commands, entry.config)
+        if ready.committed:
+            self.maybe_compact()
+        for needed in ready.snapshots_needed:
+            self.send_snapshot(needed.peer)
+        for wanted in ready.snapshots_wanted:
+            sim.nodes[wanted.source].send_snapshot(self.id)
         for read in ready.reads:
             op = self.reads.pop(read.request_id, None)
             if op is None:
