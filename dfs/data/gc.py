@@ -5,7 +5,8 @@ server of the ring still holds a copy.
 Owns the FetchGC -> delete -> confirm -> AckGC cycle. The queue is shared by every
 data server and one AckGC removes an id for all of them, so an id is acknowledged
 only after every ring member that could hold it (all but `out` ones) answered
-HasChunks with "absent"; an unreachable member keeps the id queued for a later pass.
+HasChunks with "absent" (presence, so a corrupt copy still counts as held); an
+unreachable member keeps the id queued for a later pass.
 It never deletes anything the metadata service did not release.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +61,15 @@ class Membership:
         store: ChunkStore,
         load: Load,
         ring: RingView,
+        health_figures: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self.channels = channels
         self.identity = identity
         self.store = store
         self.load = load
         self.ring = ring
+        # (under-replicated, lost) chunks from the last anti-entropy and repair passes
+        self.health_figures = health_figures
 
     async def register(self, stop: asyncio.Event) -> bool:
         """RegisterData until the leader answers; False when stopped first."""
@@ -113,12 +117,15 @@ class Membership:
         capacity = self.identity.capacity_limit
         if not capacity:
             capacity, _ = await asyncio.to_thread(self.store.filesystem_bytes)
+        under_replicated, lost = self.health_figures()
         request = meta_pb2.DataHeartbeatRequest(
             id=self.identity.server_id,
             capacity=capacity,
             used=self.store.used_bytes,
             chunks=self.store.chunk_count,
             load=self.load.requests,
+            under_replicated=under_replicated,
+            lost=lost,
         )
 
         async def attempt(channel: grpc.aio.Channel, timeout: float) -> Any:

@@ -26,7 +26,10 @@ from dfs.rpc import data_pb2
 
 log = logging.getLogger(__name__)
 
-UPKEEP_INTERVAL_S = 5.0
+# A repair pass costs nothing when no copy is marked, so it runs often: a copy found
+# bad by a reader is replaced within about a second.
+REPAIR_INTERVAL_S = 1.0
+SCRUB_EVERY_PASSES = 5
 # Chunks verified per pass: each is read whole, so a slow walk (at most 16 MiB per
 # 5 s with 4 MiB chunks, about 3 MB/s) that leaves disk and CPU to clients; reads
 # and presence checks verify what they touch anyway.
@@ -49,12 +52,15 @@ class Upkeep:
         self.unrepaired = 0  # corrupt copies with no good copy found on the last pass
 
     async def loop(self, stop: asyncio.Event) -> None:
+        passes = 0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), UPKEEP_INTERVAL_S)
+                await asyncio.wait_for(stop.wait(), REPAIR_INTERVAL_S)
             if stop.is_set():
                 return
-            await self.scrub_once()
+            passes += 1
+            if passes % SCRUB_EVERY_PASSES == 0:
+                await self.scrub_once()
             await self.repair_once()
 
     async def scrub_once(self, batch: int = SCRUB_BATCH) -> int:

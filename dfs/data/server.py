@@ -19,6 +19,7 @@ from dfs.auth import ClusterSecret, SecretError, read_secret
 from dfs.client.retry import LeaderChannels
 from dfs.config import ConfigError, require
 from dfs.data.admin import DataAdminService
+from dfs.data.antientropy import AntiEntropy
 from dfs.data.chain import PeerChannels
 from dfs.data.gc import GarbageCollector
 from dfs.data.load import Load
@@ -119,9 +120,13 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
         settings.server_id, settings.listen, settings.weight, settings.domain, cluster_id,
         settings.capacity,
     )
-    membership = Membership(channels, identity, store, load, ring)
     collector = GarbageCollector(channels, settings.server_id, settings.listen, store, ring, peers)
     upkeep = Upkeep(store, ring, settings.listen, peers)
+    anti_entropy = AntiEntropy(channels, store, ring, settings.listen, peers)
+    membership = Membership(
+        channels, identity, store, load, ring,
+        health_figures=lambda: (anti_entropy.under_replicated, upkeep.unrepaired),
+    )
     await server.set_serving(False)  # SERVING only once registered in the ring
     await server.start()
     stop = asyncio.Event()
@@ -136,6 +141,7 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
                 asyncio.ensure_future(membership.ring_refresh_loop(stop)),
                 asyncio.ensure_future(collector.loop(stop)),
                 asyncio.ensure_future(upkeep.loop(stop)),
+                asyncio.ensure_future(anti_entropy.loop(stop)),
             ]
             await stop.wait()
             # Heartbeats, ring fetches, GC, scrub and repair passes are safe to abandon

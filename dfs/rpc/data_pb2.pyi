@@ -337,11 +337,18 @@ Global___ListChunksReply: _TypeAlias = ListChunksReply  # noqa: Y015
 
 @_typing.final
 class HasChunksRequest(_message.Message):
-    """Asks whether a server holds chunks (owners confirm before a copy is dropped)."""
+    """Asks whether a server holds chunks (anti-entropy, garbage collection, and owners
+    confirming before a copy is dropped).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CHUNK_IDS_FIELD_NUMBER: _builtins.int
+    VERIFY_FIELD_NUMBER: _builtins.int
+    verify: _builtins.bool
+    """Also read and check every byte: a corrupt copy then counts as absent (and is
+    marked for repair). Without it the answer is presence only, and cheap.
+    """
     @_builtins.property
     def chunk_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Chunk ids to check."""
@@ -350,10 +357,11 @@ class HasChunksRequest(_message.Message):
         self,
         *,
         chunk_ids: _abc.Iterable[_builtins.int] | None = ...,
+        verify: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ids", b"chunk_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ids", b"chunk_ids", "verify", b"verify"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -361,7 +369,7 @@ Global___HasChunksRequest: _TypeAlias = HasChunksRequest  # noqa: Y015
 
 @_typing.final
 class HasChunksReply(_message.Message):
-    """Which of the asked chunks are held, whole and verified."""
+    """Which of the asked chunks are held (and, when asked, whole and verified)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -33,7 +33,7 @@ async def copies(cluster: DataCluster, chunk_ids: list[int]) -> int:
     for addr in cluster.addrs.values():
         async with aio_channel(addr, cluster.meta.secret) as channel:
             reply = await data_pb2_grpc.DataStub(channel).HasChunks(
-                data_pb2.HasChunksRequest(chunk_ids=chunk_ids), timeout=10)
+                data_pb2.HasChunksRequest(chunk_ids=chunk_ids, verify=True), timeout=10)
             total += sum(reply.present)
     return total
 

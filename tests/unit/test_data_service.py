@@ -133,9 +133,12 @@ def test_flipped_byte_reads_corrupt_and_marks_the_copy_for_repair(tmp_path: Path
             bad = await read_copy(channels, server.addr, 9, 0, len(data))
             assert bad.data is None and bad.status == data_pb2.CHUNK_STATUS_CORRUPT
             assert server.store.repair_queue() == [9]
-            has = await channels.stub(server.addr).HasChunks(
-                data_pb2.HasChunksRequest(chunk_ids=[9, 10]))
-            assert list(has.present) == [False, False]
+            stub = channels.stub(server.addr)
+            verified = await stub.HasChunks(data_pb2.HasChunksRequest(chunk_ids=[9, 10],
+                                                                      verify=True))
+            assert list(verified.present) == [False, False]
+            held = await stub.HasChunks(data_pb2.HasChunksRequest(chunk_ids=[9, 10]))
+            assert list(held.present) == [True, False]  # corrupt, but still held here
             # A good copy uploaded again repairs it.
             assert (await upload(channels, server, 9, data)).status == OK
             assert (await read_copy(channels, server.addr, 9, 0, len(data))).data == data
