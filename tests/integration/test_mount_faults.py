@@ -80,6 +80,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
     finally:
         if mount is not None:
             mount.stop()
+        for proc in procs.procs:  # all stop at once; cleanup then waits for each
+            proc.signal(signal.SIGTERM)
         procs.cleanup()
         done = subprocess.run(["umount", str(small)], capture_output=True, timeout=30)
         if done.returncode != 0:

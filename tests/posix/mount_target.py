@@ -30,3 +30,10 @@ class MountTarget(LocalTarget):
         self.base = str(mountpoint / name)
         os.mkdir(self.base)
         os.chmod(self.base, 0o755)
+
+    def close(self) -> None:
+        """Stops the worker; the cases stay on the mount, which goes with its cluster
+        (removing them costs a metadata commit per entry)."""
+        if self._worker.stdin is not None:
+            self._worker.stdin.close()
+        self._worker.wait(timeout=30)

@@ -1,6 +1,8 @@
-"""Real programs on a real mount: git (init, add, commit, status, clone, fsck), sqlite3
-in WAL and rollback-journal modes checked with PRAGMA integrity_check, `tar -x` of a
-source tree compared with `diff -r`, and `python -m compileall`."""
+"""Real programs on a directory of a dfs mount, as checks a test calls: git (init, add,
+commit, status, clone, fsck), sqlite3 in WAL and rollback-journal modes checked with
+PRAGMA integrity_check, `tar -x` of a source tree compared with `diff -r`, and
+`python -m compileall`. Each raises AssertionError when the program or its result
+is wrong."""
 
 from __future__ import annotations
 
@@ -9,15 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-
-from tests.posix.mounts import running_cluster
-from tests.support.local_cluster import LocalCluster
-
-pytestmark = pytest.mark.fuse
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SOURCE_DIRS = ["dfs/client", "dfs/fuse", "dfs/placement"]  # small: every file is a commit
@@ -28,10 +22,6 @@ GIT_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with running_cluster(tmp_path_factory.mktemp("programs")) as local:
-        yield local
 
 
 def run(*argv: str | Path, cwd: Path, stdin: str | None = None) -> str:
@@ -65,10 +55,8 @@ def listing(root: Path) -> list[tuple[str, int, int]]:
     return sorted(rows)
 
 
-@pytest.mark.timeout(120)
-def test_git_init_add_commit_status_clone_fsck(cluster: LocalCluster, tmp_path: Path) -> None:
-    work = cluster.mount / "git"
-    work.mkdir()
+def check_git(work: Path, local: Path) -> None:
+    """git on `work` (a new directory on the mount); `local` is a local scratch dir."""
     repo = work / "repo"
     run("git", "init", "-q", "--template=", "-b", "main", repo, cwd=work)
     shutil.copytree(REPO_ROOT / "dfs/fuse", repo / "client",
@@ -87,8 +75,8 @@ def test_git_init_add_commit_status_clone_fsck(cluster: LocalCluster, tmp_path: 
     assert (work / "clone" / "client" / "ops.py").read_bytes() == (
         repo / "client" / "ops.py").read_bytes()
     # And out of the mount: a clone onto local disk is identical.
-    run("git", "clone", "-q", repo, tmp_path / "local", cwd=tmp_path)
-    assert run("git", "rev-parse", "HEAD", cwd=tmp_path / "local") == run(
+    run("git", "clone", "-q", repo, local / "local", cwd=local)
+    assert run("git", "rev-parse", "HEAD", cwd=local / "local") == run(
         "git", "rev-parse", "HEAD", cwd=repo)
 
 
@@ -102,11 +90,8 @@ CREATE INDEX t_body ON t(body);
 """
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("journal", ["WAL", "DELETE"])
-def test_sqlite_integrity(cluster: LocalCluster, journal: str) -> None:
-    work = cluster.mount / f"sqlite-{journal}"
-    work.mkdir()
+def check_sqlite(work: Path, journal: str) -> None:
+    """sqlite3 in `journal` mode (WAL or DELETE) on `work`, a new directory."""
     db = work / "test.db"
     mode = run("sqlite3", db, f"PRAGMA journal_mode={journal};", cwd=work).strip()
     assert mode.lower() == journal.lower()
@@ -127,24 +112,22 @@ def test_sqlite_integrity(cluster: LocalCluster, journal: str) -> None:
     assert checked.split() == ["ok", str(expected)]
 
 
-@pytest.mark.timeout(120)
-def test_tar_extract_then_diff_and_compileall(cluster: LocalCluster, tmp_path: Path) -> None:
-    tree = source_tree(tmp_path)
-    archive = tmp_path / "src.tar"
-    run("tar", "-cf", archive, "-C", tmp_path, "src", cwd=tmp_path)
-    target = cluster.mount / "tar"
-    target.mkdir()
-    run("tar", "-xpf", archive, "-C", target, cwd=tmp_path)
-    assert run("diff", "-r", "--no-dereference", tree, target / "src", cwd=tmp_path) == ""
+def check_tar_and_compileall(target: Path, local: Path) -> None:
+    """`tar -x` into `target` (a new directory) then `diff -r`; compileall there."""
+    tree = source_tree(local)
+    archive = local / "src.tar"
+    run("tar", "-cf", archive, "-C", local, "src", cwd=local)
+    run("tar", "-xpf", archive, "-C", target, cwd=local)
+    assert run("diff", "-r", "--no-dereference", tree, target / "src", cwd=local) == ""
     assert listing(target / "src") == listing(tree)
     assert run(target / "src" / "run.sh", cwd=target) == "ok\n"
 
-    run(sys.executable, "-m", "compileall", "-q", target / "src" / "dfs", cwd=tmp_path)
+    run(sys.executable, "-m", "compileall", "-q", target / "src" / "dfs", cwd=local)
     sources = sorted((target / "src" / "dfs").rglob("*.py"))
     compiled = {p.name.split(".")[0] + str(p.parent.parent)
                 for p in (target / "src" / "dfs").rglob("__pycache__/*.pyc")}
     assert compiled == {p.stem + str(p.parent) for p in sources}
     pyc_times = {p: p.stat().st_mtime_ns for p in (target / "src").rglob("*.pyc")}
     # A second run finds every .pyc current: source mtimes survived on the mount.
-    run(sys.executable, "-m", "compileall", "-q", target / "src" / "dfs", cwd=tmp_path)
+    run(sys.executable, "-m", "compileall", "-q", target / "src" / "dfs", cwd=local)
     assert {p: p.stat().st_mtime_ns for p in (target / "src").rglob("*.pyc")} == pyc_times
