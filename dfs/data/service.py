@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Generator, Iterator
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import Any, TypeVar, cast
 
 import grpc
 
@@ -34,6 +34,7 @@ from dfs.data.store import (
 from dfs.rpc import data_pb2, data_pb2_grpc
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # 1 MiB pieces: large enough that per-message cost is small against the bytes,
 # small enough that a read starts flowing before the whole chunk is verified.
@@ -108,12 +109,13 @@ class DataService(data_pb2_grpc.DataServicer):
     ) -> data_pb2.WriteChunkReply:
         downstream = Downstream(self.peers, first) if first.forward_to else None
         writer: ChunkWriter | None = None
+        disk = _DiskSteps()
         try:
-            writer = await asyncio.to_thread(self.store.begin_write, first.chunk_id, first.length)
-            checksum = await self._receive(writer, first, rest, downstream)
+            writer = await disk.run(self.store.begin_write, first.chunk_id, first.length)
+            checksum = await self._receive(disk, writer, first, rest, downstream)
             if downstream is not None:
                 downstream.finish(checksum)
-            await asyncio.to_thread(writer.commit, checksum or None)
+            await disk.run(writer.commit, checksum or None)
         except NoSpace as err:
             return self._failed(downstream, NO_SPACE, str(err))
         except ChunkConflict as err:
@@ -124,9 +126,11 @@ class DataService(data_pb2_grpc.DataServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except BaseException:
             # The writer vanished, the call was cancelled or the disk failed: drop the
-            # temp file (a quick unlink, so done right here) and let gRPC report it.
+            # temp file once no disk step of this upload is still running in its thread
+            # (closing the file under a running pwrite could let a reused descriptor
+            # number send those bytes into another upload's file).
             if writer is not None:
-                writer.abort()
+                disk.after_last(writer.abort)
             if downstream is not None:
                 downstream.cancel()
             raise
@@ -138,6 +142,7 @@ class DataService(data_pb2_grpc.DataServicer):
 
     async def _receive(
         self,
+        disk: _DiskSteps,
         writer: ChunkWriter,
         first: data_pb2.WriteChunkRequest,
         rest: AsyncIterator[data_pb2.WriteChunkRequest],
@@ -150,7 +155,7 @@ class DataService(data_pb2_grpc.DataServicer):
             if piece.data:
                 if downstream is not None:
                     downstream.send(piece.data)
-                await asyncio.to_thread(writer.write, piece.data)
+                await disk.run(writer.write, piece.data)
             if piece.checksum:
                 checksum = piece.checksum
             next_piece = await anext(rest, None)
@@ -297,6 +302,34 @@ class DataService(data_pb2_grpc.DataServicer):
                 lambda: [check(chunk_id) for chunk_id in request.chunk_ids]
             )
         return data_pb2.HasChunksReply(present=present)
+
+
+class _DiskSteps:
+    """One upload's store calls, run one at a time in worker threads. A cancelled
+    caller stops waiting, but the thread finishes its step; after_last() runs
+    clean-up only then."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[Any] | None = None
+
+    async def run(self, step: Callable[..., T], *args: Any) -> T:
+        future: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(step, *args))
+        self._last = future
+        # shield: cancelling this call must not mark the step done while its thread runs.
+        return await asyncio.shield(future)
+
+    def after_last(self, clean_up: Callable[[], object]) -> None:
+        last = self._last
+        if last is None or last.done():
+            clean_up()
+        else:
+            last.add_done_callback(lambda done: _retrieve_then(done, clean_up))
+
+
+def _retrieve_then(done: asyncio.Future[Any], clean_up: Callable[[], object]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.info("upload step failed after its caller left: %s", done.exception())
+    clean_up()
 
 
 def _header_problem(first: data_pb2.WriteChunkRequest) -> str:

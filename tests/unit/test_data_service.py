@@ -327,3 +327,38 @@ def test_ranges_past_the_buffered_size_stream_and_stop_at_a_bad_block(tmp_path: 
             await server.stop()
 
     run(body)
+
+
+def test_an_upload_abandoned_midway_leaves_nothing(tmp_path: Path) -> None:
+    async def body() -> None:
+        server = await start_local_data_server(1, tmp_path / "d1")
+        channels = DataChannels(None)
+        try:
+            data = pattern(3 * 1024 * 1024)
+            pieces = upload_pieces(11, 1, data, whole_checksum(data))
+            first_sent = asyncio.Event()
+
+            async def stream() -> AsyncIterator[data_pb2.WriteChunkRequest]:
+                yield pieces[0]
+                first_sent.set()
+                await asyncio.sleep(30)  # the writer goes away before the rest
+                for piece in pieces[1:]:
+                    yield piece
+
+            call = channels.stub(server.addr).WriteChunk(stream())
+            await first_sent.wait()
+            await asyncio.sleep(0.2)
+            call.cancel()
+            for _ in range(100):
+                if server.load.writes == 0:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            assert server.load.writes == 0 and server.load.reserved_bytes == 0
+            assert not server.store.has(11)
+            assert os.listdir(tmp_path / "d1" / "tmp") == []
+        finally:
+            await channels.close()
+            await server.stop()
+
+    run(body)
