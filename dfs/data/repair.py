@@ -21,7 +21,7 @@ from dfs.data.checksum import whole_checksum
 from dfs.data.ringview import RingView
 from dfs.data.store import ChunkConflict, ChunkStore, ChunkStoreError
 from dfs.placement.members import MemberState
-from dfs.placement.ring import Ring
+from dfs.placement.ring import Ring, RingCache
 from dfs.rpc import data_pb2
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Upkeep:
         self.self_addr = self_addr
         self.peers = peers
         self._scrub_from = 0
+        self._rings = RingCache()
         self.repaired = 0
         self.unrepaired = 0  # corrupt copies with no good copy found on the last pass
 
@@ -83,7 +84,7 @@ class Upkeep:
         queue = self.store.repair_queue()
         if config is None or not queue:
             return 0
-        ring = Ring(config)
+        ring = self._rings.get(config)
         repaired = 0
         unrepaired = 0
         for chunk_id in queue:
