@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -201,6 +202,7 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,4")
     parser.add_argument("--dir", type=Path, help="where servers and raw files live")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the servers' data dirs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.command == "serve-sink":
@@ -231,6 +233,8 @@ def main() -> int:
         procs.cleanup()
         sink_proc.send_signal(signal.SIGTERM)
         sink_proc.wait(timeout=10)
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)  # gigabytes of chunks per run
     report: dict[str, Any] = {
         "chunk_bytes": CHUNK, "replicas": R, "chunks": args.chunks, "rounds": rounds,
         "load_average_before": load_before, "load_average_after": os.getloadavg()[0],
