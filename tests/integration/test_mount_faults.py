@@ -199,6 +199,30 @@ def test_mount_stopped_past_session_timeout_harms_no_one_elses_file(
 
 
 @pytest.mark.timeout(120)
+def test_request_past_its_deadline_is_eio_and_the_mount_recovers(cluster: FaultCluster) -> None:
+    """All metadata servers frozen for longer than the mount's request deadline (but
+    shorter than a session): a lookup fails with EIO; once they resume, the same mount
+    works again."""
+    quick = ExtraMount(cluster.cluster_file, cluster.base / "deadline", "deadline=1").start()
+    try:
+        (quick.path / "before").write_bytes(b"before the freeze")
+        for node_id in cluster.meta.replicas:
+            cluster.meta.pause(node_id)
+        try:
+            with pytest.raises(OSError) as raised:
+                (quick.path / "never-looked-up").stat()
+            assert raised.value.errno == errno.EIO
+        finally:
+            for node_id in cluster.meta.replicas:
+                cluster.meta.resume(node_id)
+        (quick.path / "after").write_bytes(b"after the freeze")
+        assert (cluster.mnt / "after").read_bytes() == b"after the freeze"
+        assert (cluster.mnt / "before").read_bytes() == b"before the freeze"
+    finally:
+        quick.stop()
+
+
+@pytest.mark.timeout(120)
 def test_full_data_disk_gives_enospc_and_keeps_earlier_files(cluster: FaultCluster) -> None:
     directory = cluster.mnt / "fill"
     directory.mkdir()
