@@ -630,12 +630,18 @@ class PaxosCore:
         self._prepared_peers = set()
         self._prepare_resend_at = self._now + self._options.heartbeat_interval
         log.debug("node %s campaigns with ballot %s", self.node_id, ballot)
+        # Our own promise is durable before any Prepare leaves: a restart must never
+        # reuse this ballot, or one ballot could carry two values for a slot.
+        self._promised = ballot
+        self._observe(ballot)
+        self._append_record(PromiseRecord(ballot))
         self._send_prepares(self._voter_ids() | {self.node_id})
 
     def _send_prepares(self, voters: set[int] | frozenset[int]) -> None:
         for voter in sorted(voters - self._prepared_peers):
             self._prepared_peers.add(voter)
-            self._send(voter, Prepare(self.node_id, self._ballot, self._prepare_from))
+            prepare = Prepare(self.node_id, self._ballot, self._prepare_from)
+            self._send_after_durable(voter, prepare)
 
     def _on_promise(self, msg: Promise) -> None:
         self._observe(msg.promised_ballot)

@@ -199,8 +199,13 @@ def test_timeout_starts_an_election_with_a_higher_ballot() -> None:
     core.step(Heartbeat(2, Ballot(3, 2), 0, 1), 0.05)
     sync(core, 0.05)
     core.tick(0.05 + TIMEOUT + 0.01)
-    ready = core.ready()
-    prepares = sent(ready, Prepare)
+    first = core.ready()
+    # The ballot is recorded durably before any Prepare leaves, so a restart can
+    # never campaign twice with it.
+    assert first.records == (PromiseRecord(Ballot(4, 1)),)
+    assert sent(first, Prepare) == []
+    core.durable(first.records_upto, 0.16)
+    prepares = sent(core.ready(), Prepare)
     assert {o.to for o in prepares} == {2, 3}
     assert all(o.message.ballot == Ballot(4, 1) for o in prepares)  # type: ignore[union-attr]
     assert core.role is Role.CANDIDATE
