@@ -176,12 +176,16 @@ class NamespaceTarget:
 
     def resolve_parent(self, caller: Caller, path: bytes) -> tuple[int, bytes]:
         head, _, name = path.rstrip(b"/").rpartition(b"/")
-        if not head:
-            return ROOT_INO, name
-        parent = self.resolve(caller, head)
-        if parent.kind != Kind.DIRECTORY:
-            raise _Failed(errno.ENOTDIR)
-        return parent.ino, name
+        parent_ino = ROOT_INO
+        if head:
+            parent = self.resolve(caller, head)
+            if parent.kind != Kind.DIRECTORY:
+                raise _Failed(errno.ENOTDIR)
+            parent_ino = parent.ino
+        # The kernel's walk checks search permission on the last directory too, before
+        # a two-path call (rename, link) resolves its second path.
+        self._lookup(caller, parent_ino, b".")
+        return parent_ino, name
 
     # ---- the vocabulary ------------------------------------------------------------
 
