@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from context import Bench, Deadline, rate
@@ -55,13 +56,13 @@ def read_stream(path: Path, block: int, deadline: Deadline) -> tuple[int, bool]:
     return got, False
 
 
-def sequential(bench: Bench) -> list[Figure]:
+def sequential(bench: Bench) -> Iterator[Figure]:
     sizes = bench.sizes
     path = bench.root / "seq.bin"
     bench.progress(f"seq: writing {sizes.seq_bytes // MIB} MiB")
     started = time.perf_counter()
     written = write_stream(path, sizes.seq_bytes, sizes.seq_block, Deadline(sizes.phase_cap_s))
-    write_fig = rate("seq_write", written, sizes.seq_bytes, time.perf_counter() - started, MIB)
+    yield rate("seq_write", written, sizes.seq_bytes, time.perf_counter() - started, MIB)
 
     bench.drop_caches()
     bench.progress("seq: reading it back")
@@ -71,11 +72,11 @@ def sequential(bench: Bench) -> list[Figure]:
     read_fig = rate("seq_read", got, written, elapsed, MIB)
     if not at_eof and not read_fig.note:
         read_fig = Figure("seq_read", read_fig.value, "capped before end of file")
+    yield read_fig
     path.unlink()
-    return [write_fig, read_fig]
 
 
-def random_io(bench: Bench) -> list[Figure]:
+def random_io(bench: Bench) -> Iterator[Figure]:
     sizes = bench.sizes
     path = bench.root / "rand.bin"
     bench.progress(f"rand: preparing a {sizes.rand_file_bytes // MIB} MiB file")
@@ -89,13 +90,12 @@ def random_io(bench: Bench) -> list[Figure]:
     try:
         bench.drop_caches()
         bench.progress(f"rand: 4 KiB reads for {sizes.rand_seconds:g} s")
-        read_fig = _random_reads(fd, blocks, sizes.rand_block, sizes.rand_seconds)
+        yield _random_reads(fd, blocks, sizes.rand_block, sizes.rand_seconds)
         bench.progress(f"rand: 4 KiB writes for {sizes.rand_seconds:g} s")
-        write_fig = _random_writes(fd, blocks, sizes.rand_block, sizes.rand_seconds)
+        yield _random_writes(fd, blocks, sizes.rand_block, sizes.rand_seconds)
     finally:
         os.close(fd)
     path.unlink()
-    return [read_fig, write_fig]
 
 
 def _random_reads(fd: int, blocks: int, block: int, seconds: float) -> Figure:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -28,7 +28,7 @@ def small_file_paths(root: Path, files: int, dirs: int) -> list[Path]:
     return [root / f"d{i % dirs:03d}" / f"f{i:06d}" for i in range(files)]
 
 
-def small_files(bench: Bench) -> list[Figure]:
+def small_files(bench: Bench) -> Iterator[Figure]:
     sizes = bench.sizes
     paths = small_file_paths(bench.root, sizes.small_files, sizes.small_dirs)
     payload = b"s" * sizes.small_file_bytes
@@ -39,21 +39,20 @@ def small_files(bench: Bench) -> list[Figure]:
     for i in range(sizes.small_dirs):
         (bench.root / f"d{i:03d}").mkdir()
     created = _timed(paths, lambda p: _create_with(p, payload), Deadline(cap))
-    figures = [rate("small_create", created, len(paths), time.perf_counter() - started)]
+    yield rate("small_create", created, len(paths), time.perf_counter() - started)
     paths = paths[:created]
 
     bench.drop_caches()
     bench.progress("small: stat, cold then warm")
-    figures.append(_phase("small_stat_cold", paths, os.stat, cap))
-    figures.append(_phase("small_stat_warm", paths, os.stat, cap))
+    yield _phase("small_stat_cold", paths, os.stat, cap)
+    yield _phase("small_stat_warm", paths, os.stat, cap)
 
     bench.drop_caches()
     bench.progress("small: reading every file")
-    figures.append(_phase("small_read", paths, Path.read_bytes, cap))
+    yield _phase("small_read", paths, Path.read_bytes, cap)
 
     bench.progress("small: deleting")
-    figures.append(_phase("small_delete", paths, os.unlink, cap))
-    return figures
+    yield _phase("small_delete", paths, os.unlink, cap)
 
 
 def _create_with(path: Path, payload: bytes) -> None:
@@ -79,7 +78,7 @@ def _timed(paths: list[Path], op: PathOp, deadline: Deadline) -> int:
     return len(paths)
 
 
-def parallel_creates(bench: Bench) -> list[Figure]:
+def parallel_creates(bench: Bench) -> Iterator[Figure]:
     sizes = bench.sizes
     procs, per_proc = sizes.parallel_procs, sizes.parallel_files_per_proc
     bench.progress(f"parallel: {procs} processes creating {per_proc} files each")
@@ -107,7 +106,7 @@ def parallel_creates(bench: Bench) -> list[Figure]:
             if worker.is_alive():
                 worker.kill()
                 worker.join()
-    return [rate("parallel_create", created, procs * per_proc, elapsed)]
+    yield rate("parallel_create", created, procs * per_proc, elapsed)
 
 
 def _create_many(

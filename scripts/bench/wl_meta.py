@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from context import Bench, Deadline, rate
@@ -33,26 +33,21 @@ def _loop(name: str, count: int, op: Callable[[int], object], cap_s: float) -> F
     return rate(name, done, count, time.perf_counter() - started)
 
 
-def churn(bench: Bench) -> list[Figure]:
+def churn(bench: Bench) -> Iterator[Figure]:
     n, cap = bench.sizes.churn_ops, bench.sizes.phase_cap_s
     dirs, a, b = bench.root / "dirs", bench.root / "a", bench.root / "b"
     for directory in (dirs, a, b):
         directory.mkdir()
     bench.progress(f"churn: {n} of each: mkdir, rmdir, create, rename x2, unlink")
-    figures = [_loop("mkdir", n, lambda i: os.mkdir(dirs / f"d{i}"), cap)]
+    yield _loop("mkdir", n, lambda i: os.mkdir(dirs / f"d{i}"), cap)
     made = _count(dirs)
-    figures.append(_loop("rmdir", made, lambda i: os.rmdir(dirs / f"d{i}"), cap))
-    figures.append(_loop("create_empty", n, lambda i: _create_empty(a / f"f{i}"), cap))
+    yield _loop("rmdir", made, lambda i: os.rmdir(dirs / f"d{i}"), cap)
+    yield _loop("create_empty", n, lambda i: _create_empty(a / f"f{i}"), cap)
     made = _count(a)
-    figures.append(
-        _loop("rename_same_dir", made, lambda i: os.rename(a / f"f{i}", a / f"g{i}"), cap)
-    )
-    figures.append(
-        _loop("rename_cross_dir", made, lambda i: os.rename(a / f"g{i}", b / f"g{i}"), cap)
-    )
+    yield _loop("rename_same_dir", made, lambda i: os.rename(a / f"f{i}", a / f"g{i}"), cap)
+    yield _loop("rename_cross_dir", made, lambda i: os.rename(a / f"g{i}", b / f"g{i}"), cap)
     moved = _count(b)
-    figures.append(_loop("unlink", moved, lambda i: os.unlink(b / f"g{i}"), cap))
-    return figures
+    yield _loop("unlink", moved, lambda i: os.unlink(b / f"g{i}"), cap)
 
 
 def _create_empty(path: Path) -> None:
@@ -63,7 +58,7 @@ def _count(directory: Path) -> int:
     return len(os.listdir(directory))
 
 
-def readdir(bench: Bench) -> list[Figure]:
+def readdir(bench: Bench) -> Iterator[Figure]:
     n, cap = bench.sizes.readdir_entries, bench.sizes.phase_cap_s
     big = bench.root / "big"
     big.mkdir()
@@ -74,7 +69,8 @@ def readdir(bench: Bench) -> list[Figure]:
 
     bench.drop_caches()
     bench.progress("readdir: listing, cold then warm")
-    figures = [_listing("readdir_cold", big, filled), _listing("readdir_warm", big, filled)]
+    yield _listing("readdir_cold", big, filled, note)
+    yield _listing("readdir_warm", big, filled, note)
 
     bench.drop_caches()
     bench.progress("readdir: ls -l, cold")
@@ -83,8 +79,8 @@ def readdir(bench: Bench) -> list[Figure]:
         ["ls", "-l", "--color=never", str(big)],
         check=True, stdout=subprocess.DEVNULL, env=LS_ENV, timeout=cap,
     )
-    figures.append(rate("ls_l", filled, filled, time.perf_counter() - started))
-    return [Figure(f.name, f.value, note) for f in figures] if note else figures
+    listed = rate("ls_l", filled, filled, time.perf_counter() - started)
+    yield Figure(listed.name, listed.value, note)
 
 
 def _fill(directory: Path, count: int, cap_s: float) -> int:
@@ -97,10 +93,10 @@ def _fill(directory: Path, count: int, cap_s: float) -> int:
     return count
 
 
-def _listing(name: str, directory: Path, expected: int) -> Figure:
+def _listing(name: str, directory: Path, expected: int, note: str) -> Figure:
     started = time.perf_counter()
     names = os.listdir(directory)
     elapsed = time.perf_counter() - started
     if len(names) != expected:
         raise OSError(f"{name}: listed {len(names)} entries, expected {expected}")
-    return rate(name, expected, expected, elapsed)
+    return Figure(name, rate(name, expected, expected, elapsed).value, note)

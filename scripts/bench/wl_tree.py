@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sysconfig
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from context import Bench, Deadline, rate
@@ -47,7 +48,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree(bench: Bench) -> list[Figure]:
+def tree(bench: Bench) -> Iterator[Figure]:
     sizes = bench.sizes
     src = stdlib_root()
     files = source_files(src, sizes.tree_subset)
@@ -69,7 +70,7 @@ def tree(bench: Bench) -> list[Figure]:
         # copy2 = data + mode + times, what `cp -a` does for a regular file.
         shutil.copy2(src / rel, dst / rel)
         copied += 1
-    figures = [rate("tree_copy", copied, len(files), time.perf_counter() - started)]
+    yield rate("tree_copy", copied, len(files), time.perf_counter() - started)
 
     bench.drop_caches()
     bench.progress("tree: sha256 of every copy")
@@ -82,10 +83,9 @@ def tree(bench: Bench) -> list[Figure]:
         if sha256_of(dst / rel) != expected[rel]:
             raise OSError(f"tree: {rel} differs from its source after the copy")
         checked += 1
-    figures.append(rate("tree_verify", checked, copied, time.perf_counter() - started))
+    yield rate("tree_verify", checked, copied, time.perf_counter() - started)
 
     bench.progress("tree: rm -r")
     started = time.perf_counter()
     subprocess.run(["rm", "-r", "--", str(dst)], check=True, timeout=sizes.phase_cap_s)
-    figures.append(rate("tree_rm", copied, copied, time.perf_counter() - started))
-    return figures
+    yield rate("tree_rm", copied, copied, time.perf_counter() - started)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import wl_data
 import wl_files
@@ -11,7 +11,9 @@ import wl_tree
 from context import Bench
 from figures import WORKLOAD_NAMES, Figure
 
-Workload = Callable[[Bench], list[Figure]]
+# A workload yields each figure as soon as it is measured, so a later failure
+# (an EIO from the target, say) does not lose the figures before it.
+Workload = Callable[[Bench], Iterator[Figure]]
 
 WORKLOADS: dict[str, Workload] = {
     "seq": wl_data.sequential,
