@@ -177,6 +177,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--replicas", type=int, default=3, help="copies of each chunk")
     p.add_argument("--mount", metavar="PATH", help="mount point (default DIR/mnt)")
     p.add_argument("--base-port", type=int, default=0, help="first port (default: any free)")
+    p.add_argument("--mount-options", metavar="OPTS", default="",
+                   help="options for the mount, as dfs mount -o (e.g. allow_other)")
     p.set_defaults(run=cmd_up)
 
     p = sub.add_parser("down", help="stop a local cluster",

@@ -54,6 +54,7 @@ class MountRecord:
     path: str
     pid: int
     log: str
+    options: str = ""
 
 
 @dataclass
@@ -268,8 +269,10 @@ def start(args: argparse.Namespace, directory: Path, record_path: Path) -> Clust
     if is_mounted(mount_path):
         subprocess.run(["fusermount3", "-uz", str(mount_path)], capture_output=True)
     log = directory / "mount.log"
-    pid = spawn([*DFS, "mount", "--cluster", str(record_path), str(mount_path)], log)
-    record.mount = MountRecord(str(mount_path), pid, str(log))
+    options = args.mount_options or (previous.mount.options if previous and previous.mount else "")
+    option_flags = ["-o", options] if options else []
+    pid = spawn([*DFS, "mount", *option_flags, "--cluster", str(record_path), str(mount_path)], log)
+    record.mount = MountRecord(str(mount_path), pid, str(log), options)
     record.save(record_path)
     wait_for("the mount", lambda: is_mounted(mount_path), pid, log)
     return record

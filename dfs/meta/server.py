@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,10 @@ from dfs.serving import BindError, GrpcServer
 log = logging.getLogger("dfs.meta")
 
 STOP_GRACE_S = 5.0
-REPLY_GRACE_S = 0.5  # for answers already decided to reach their callers
+REPLY_GRACE_S = 0.5
+# Everything acknowledged is already fsynced: if stopping ever hangs (a gRPC or
+# executor thread that will not finish), exiting is safe and beats a SIGKILL.
+SHUTDOWN_LIMIT_S = 10.0  # for answers already decided to reach their callers
 HEALTH_POLL_S = 0.05
 
 
@@ -115,6 +120,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def arm_exit_watchdog(limit_s: float) -> None:
+    def expire() -> None:
+        log.warning(
+            "stop took over %.0f s; exiting now (all acknowledged state is on disk)", limit_s
+        )
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(limit_s, expire)
+    timer.daemon = True
+    timer.start()
+
+
 async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> None:
     from dfs.admin.service import MetaAdminService
 
@@ -154,6 +172,7 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), HEALTH_POLL_S)
     log.info("stopping: finishing in-flight requests")
+    arm_exit_watchdog(SHUTDOWN_LIMIT_S)
     # In-flight writes complete while the node still runs; then the server
     # stops (its long-lived peer streams would otherwise hold it for the whole
     # grace period), then the node.
