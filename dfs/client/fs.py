@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 WRITE_BUFFER_BYTES = 16 << 20
 MAX_FILE_SIZE = (1 << 63) - 1
 O_ACCMODE = 0o3
+OPEN_VIEW_TRIES = 5
 O_WRONLY = 0o1
 O_TRUNC = 0o1000
 O_APPEND = 0o2000
@@ -108,9 +109,27 @@ class FsClient:
         handle = Handle(
             next(self._fh_numbers), ino, caller, flags, opened.block_size or 4 << 20, None
         )
+        if flags & O_ACCMODE != O_WRONLY:
+            # Close-to-open: the handle reads one version of the file, the one whose
+            # attributes it returns (the kernel keeps or drops its cache by them).
+            attr, handle.maps = await self._consistent_view(handle, attr)
         self.handles[handle.fh] = handle
         self.meta.hold(ino)
         return handle, attr
+
+    async def _consistent_view(
+        self, handle: Handle, attr: common_pb2.Attr
+    ) -> tuple[common_pb2.Attr, BlockMaps]:
+        """Block maps and the attributes of the same version: a commit between the two
+        linearizable reads changes mtime, so read again until mtime holds still."""
+        maps = await self._whole_file_maps(handle)
+        for _ in range(OPEN_VIEW_TRIES):
+            again = await self.meta.getattr(handle.caller, handle.ino)
+            if again.mtime_ns == attr.mtime_ns and again.size == maps.size:
+                return again, maps
+            attr = again
+            maps = await self._whole_file_maps(handle)
+        return attr, maps
 
     async def create(
         self, caller: common_pb2.Caller, parent: int, name: bytes, mode: int, flags: int
