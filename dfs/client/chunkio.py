@@ -2,7 +2,7 @@
 the first healthy copy.
 
 Replication is by the client writing to every replica in parallel, chosen by
-measurement (scripts/bench_data.py; figures and reasoning in docs/bench-data.md): on
+measurement (scripts/bench_data.py; docs/benchmarks.md, "Data path"): on
 the development machine (2 cores, one disk shared by all replicas) parallel writes
 of 4 MiB chunks were as fast as a chain through forward_to with 1 in flight (45 vs
 43 MB/s median) and faster with 4 (71 vs 58; 125 vs 81 on a quieter run), since the
