@@ -81,6 +81,16 @@ def read_secret(path: Path) -> ClusterSecret:
     return ClusterSecret(cluster_id=cluster_id, token=token)
 
 
+def secret_from_flags(secret_path: str | None, insecure: bool) -> ClusterSecret | None:
+    """The secret a server or client was told to use: `--secret FILE`, or none with
+    `--insecure` (tests only). Exactly one of the two must be given."""
+    if secret_path and insecure:
+        raise SecretError("give --secret or --insecure, not both")
+    if not secret_path and not insecure:
+        raise SecretError("--secret FILE is required (or --insecure, for tests only)")
+    return read_secret(Path(secret_path)) if secret_path else None
+
+
 def init_cluster_dir(directory: Path) -> tuple[Path, ClusterSecret]:
     """`dfs init`: make DIR/secret with a new cluster id and secret."""
     directory.mkdir(parents=True, exist_ok=True)

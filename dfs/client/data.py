@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from dfs.auth import ClusterSecret
+from dfs.channels import CALL_TIMEOUT_S
 from dfs.client.chunkio import ChunkIO, ChunkMissing, StoredChunk
-from dfs.client.replicas import CALL_TIMEOUT_S, DataChannels
+from dfs.client.replicas import DataChannels
 from dfs.client.ringsource import RingSource
 from dfs.client.slices import pieces_of
 from dfs.rpc import common_pb2, meta_pb2

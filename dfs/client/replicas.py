@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import grpc
 import grpc.aio
 
-from dfs.auth import ClusterSecret, aio_channel
-from dfs.rpc import data_pb2, data_pb2_grpc
+from dfs.channels import DataStubPool
+from dfs.rpc import data_pb2
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 WRITE_PIECE_BYTES = 1024 * 1024
 # Bounds one upload or read of one copy (at most 64 MiB); a hung server costs this
 # much before the client moves on.
-CALL_TIMEOUT_S = 30.0
 
 OK = data_pb2.CHUNK_STATUS_OK
 
@@ -37,24 +36,8 @@ class ReadOutcome:
     error: str = ""
 
 
-class DataChannels:
-    """One channel per data server address, opened on first use."""
-
-    def __init__(self, secret: ClusterSecret | None, call_timeout_s: float = CALL_TIMEOUT_S):
-        self._secret = secret
-        self.call_timeout_s = call_timeout_s
-        self._channels: dict[str, grpc.aio.Channel] = {}
-
-    def stub(self, addr: str) -> data_pb2_grpc.DataAsyncStub:
-        channel = self._channels.get(addr)
-        if channel is None:
-            channel = self._channels[addr] = aio_channel(addr, self._secret)
-        return data_pb2_grpc.DataStub(channel)
-
-    async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
+class DataChannels(DataStubPool):
+    """The client's channels to data servers (one per address)."""
 
 
 def upload_pieces(

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 import grpc.aio
 
-from dfs.auth import ClusterSecret, aio_channel
-from dfs.rpc import data_pb2, data_pb2_grpc
+from dfs.channels import DataStubPool
+from dfs.rpc import data_pb2
 
 log = logging.getLogger(__name__)
 
@@ -25,23 +25,8 @@ DOWNSTREAM_TIMEOUT_S = 60.0
 _END = None
 
 
-class PeerChannels:
-    """One channel per peer data server, opened on first use."""
-
-    def __init__(self, secret: ClusterSecret | None) -> None:
-        self._secret = secret
-        self._channels: dict[str, grpc.aio.Channel] = {}
-
-    def stub(self, addr: str) -> data_pb2_grpc.DataAsyncStub:
-        channel = self._channels.get(addr)
-        if channel is None:
-            channel = self._channels[addr] = aio_channel(addr, self._secret)
-        return data_pb2_grpc.DataStub(channel)
-
-    async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
+class PeerChannels(DataStubPool):
+    """A data server's channels to its peers (one per address)."""
 
 
 class Downstream:

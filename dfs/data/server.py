@@ -15,7 +15,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfs.auth import ClusterSecret, SecretError, read_secret
+from dfs.auth import ClusterSecret, SecretError, secret_from_flags
 from dfs.client.retry import LeaderChannels
 from dfs.config import ConfigError, require
 from dfs.data.admin import DataAdminService
@@ -71,12 +71,8 @@ def settings_from_args(args: argparse.Namespace) -> DataSettings:
         raise UsageError("--weight must be a positive integer")
     if args.capacity < 0:
         raise UsageError("--capacity must be >= 0 bytes")
-    if args.secret and args.insecure:
-        raise UsageError("give --secret or --insecure, not both")
-    if not args.secret and not args.insecure:
-        raise UsageError("--secret FILE is required (or --insecure, for tests only)")
     try:
-        secret = read_secret(Path(args.secret)) if args.secret else None
+        secret = secret_from_flags(args.secret, args.insecure)
     except SecretError as err:
         raise UsageError(str(err)) from err
     return DataSettings(

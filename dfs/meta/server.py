@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfs.auth import ClusterSecret, SecretError, read_secret
+from dfs.auth import ClusterSecret, SecretError, secret_from_flags
 from dfs.config import ConfigError, require
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
@@ -80,12 +80,8 @@ def settings_from_args(args: argparse.Namespace) -> MetaSettings:
         raise UsageError(str(err)) from err
     if args.id <= 0:
         raise UsageError("--id must be a positive integer")
-    if args.secret and args.insecure:
-        raise UsageError("give --secret or --insecure, not both")
-    if not args.secret and not args.insecure:
-        raise UsageError("--secret FILE is required (or --insecure, for tests only)")
     try:
-        secret = read_secret(Path(args.secret)) if args.secret else None
+        secret = secret_from_flags(args.secret, args.insecure)
     except SecretError as err:
         raise UsageError(str(err)) from err
     peers = parse_peers(args.peers) if args.peers else None
