@@ -19,7 +19,7 @@ import grpc
 from dfs.auth import ClusterSecret, SecretError, read_secret, sync_channel
 from dfs.client.kv import KvClient
 from dfs.client.retry import LeaderUnavailable, RetryPolicy
-from dfs.rpc import admin_pb2, admin_pb2_grpc
+from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 STATUS_TIMEOUT_S = 2.0
@@ -90,31 +90,67 @@ def meta_status(target: Target, as_json: bool) -> int:
     leaders = set()
     for addr, reply in replies.items():
         if reply is None:
-            members.append({"id": None, "addr": addr, "role": "unreachable", "ballot": None,
-                            "chosen": None, "applied": None, "lease_ms": None})
+            members.append(
+                {
+                    "id": None,
+                    "addr": addr,
+                    "role": "unreachable",
+                    "ballot": None,
+                    "chosen": None,
+                    "applied": None,
+                    "lease_ms": None,
+                }
+            )
             continue
         meta = reply.meta
         if meta.role == "leader":
             leaders.add(reply.id)
-        members.append({
-            "id": reply.id, "addr": addr, "role": meta.role,
-            "ballot": f"{meta.ballot_round}.{meta.ballot_node}",
-            "chosen": meta.chosen, "applied": meta.applied, "lease_ms": meta.lease_ms,
-        })
+        members.append(
+            {
+                "id": reply.id,
+                "addr": addr,
+                "role": meta.role,
+                "ballot": f"{meta.ballot_round}.{meta.ballot_node}",
+                "chosen": meta.chosen,
+                "applied": meta.applied,
+                "lease_ms": meta.lease_ms,
+            }
+        )
     members.sort(key=lambda m: (m["id"] is None, str(m["id"]).zfill(10)))
     leader = max(leaders) if len(leaders) == 1 else None
     if as_json:
         print(json.dumps({"leader": leader, "members": members}))
     else:
         print(f"leader: {leader if leader is not None else 'none'}")
-        print(f"{'id':>3}  {'address':<22} {'role':<12} {'ballot':<8} {'chosen':>8} "
-              f"{'applied':>8} {'lease ms':>8}")
+        print(
+            f"{'id':>3}  {'address':<22} {'role':<12} {'ballot':<8} {'chosen':>8} "
+            f"{'applied':>8} {'lease ms':>8}"
+        )
         for m in members:
-            print(f"{m['id'] if m['id'] is not None else '-':>3}  {m['addr']:<22} "
-                  f"{m['role']:<12} {m['ballot'] or '-':<8} {_num(m['chosen']):>8} "
-                  f"{_num(m['applied']):>8} {_num(m['lease_ms']):>8}")
+            print(
+                f"{m['id'] if m['id'] is not None else '-':>3}  {m['addr']:<22} "
+                f"{m['role']:<12} {m['ballot'] or '-':<8} {_num(m['chosen']):>8} "
+                f"{_num(m['applied']):>8} {_num(m['lease_ms']):>8}"
+            )
     healthy = leader is not None and all(m["role"] != "unreachable" for m in members)
     return EXIT_OK if healthy else EXIT_PROBLEM
+
+
+def meta_snapshot(target: Target) -> int:
+    """Ask the replicas for a snapshot now (each replica snapshots its own state)."""
+    problems = 0
+    for addr in target.meta_addrs:
+        with sync_channel(addr, target.secret) as channel:
+            try:
+                reply = admin_pb2_grpc.AdminStub(channel).MetaSnapshot(
+                    common_pb2.Empty(), timeout=STATUS_TIMEOUT_S
+                )
+            except grpc.RpcError as err:
+                print(f"{addr}: unreachable ({err.code().name})")
+                problems += 1
+                continue
+        print(f"{addr}: {reply.message}")
+    return EXIT_PROBLEM if problems else EXIT_OK
 
 
 def _num(value: object) -> str:
@@ -122,8 +158,9 @@ def _num(value: object) -> str:
 
 
 async def kv_command(target: Target, words: list[str], as_json: bool) -> int:
-    client = KvClient(target.meta_addrs, target.secret, RetryPolicy(deadline_s=15),
-                      client_name="dfs-admin")
+    client = KvClient(
+        target.meta_addrs, target.secret, RetryPolicy(deadline_s=15), client_name="dfs-admin"
+    )
     try:
         await client.open()
         verb, *rest = words
@@ -132,13 +169,16 @@ async def kv_command(target: Target, words: list[str], as_json: bool) -> int:
             result: dict[str, object] = {"ok": True}
         elif verb == "get" and len(rest) == 1:
             value = await client.get(rest[0].encode())
-            result = {"found": value is not None,
-                      "value": value.decode(errors="replace") if value is not None else None}
+            result = {
+                "found": value is not None,
+                "value": value.decode(errors="replace") if value is not None else None,
+            }
         elif verb == "cas" and len(rest) == 3:
-            swapped, found = await client.cas(rest[0].encode(), rest[1].encode(),
-                                              rest[2].encode())
-            result = {"swapped": swapped,
-                      "value": found.decode(errors="replace") if found is not None else None}
+            swapped, found = await client.cas(rest[0].encode(), rest[1].encode(), rest[2].encode())
+            result = {
+                "swapped": swapped,
+                "value": found.decode(errors="replace") if found is not None else None,
+            }
         else:
             raise AdminUsageError("kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW")
     finally:
@@ -156,7 +196,7 @@ async def kv_command(target: Target, words: list[str], as_json: bool) -> int:
     return EXIT_OK
 
 
-USAGE = "meta status | kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW"
+USAGE = "meta status | meta snapshot | kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
         target = resolve_target(args)
         if list(words[:2]) == ["meta", "status"] and len(words) == 2:
             return meta_status(target, as_json)
+        if list(words) == ["meta", "snapshot"]:
+            return meta_snapshot(target)
         if words[0] == "kv" and len(words) > 1:
             return asyncio.run(kv_command(target, list(words[1:]), as_json))
         raise AdminUsageError(f"unknown or not yet available: {' '.join(words)} ({USAGE})")

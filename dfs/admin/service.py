@@ -44,6 +44,7 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
                 leader_id=status.leader_id or 0,
                 voters=dict(config.voters),
                 learners=dict(config.learners),
+                snapshot_slot=self.node.snapshot_slot,
                 wal_fsyncs=self.node.wal.fsync_count,
                 wal_bytes=self.node.wal.size_bytes(),
                 commands_applied=self.node.commands_applied,
@@ -68,7 +69,14 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
         return admin_pb2.AdminReply(ok=done, message="transfer started" if done else "refused")
 
     async def MetaSnapshot(self, request: Any, context: Any) -> admin_pb2.AdminReply:
-        return await self._not_yet(context)  # type: ignore[no-any-return]
+        if self.node.request_snapshot():
+            return admin_pb2.AdminReply(
+                ok=True, message=f"snapshot started at slot {self.node.applied_upto}"
+            )
+        return admin_pb2.AdminReply(
+            ok=False,
+            message="a snapshot is already being taken, or nothing was applied since the last one",
+        )
 
     async def DataDrain(self, request: Any, context: Any) -> admin_pb2.AdminReply:
         return await self._not_yet(context)  # type: ignore[no-any-return]

@@ -71,6 +71,8 @@ class MetaStateMachine:
         self.namespace = NamespaceMachine()
         self.router = PayloadRouter(self.kv, self.namespace)
         self.sessions = sessions.SessionTable(self.router, session_timeout_ns)
+        self._snapshot_head = b""
+        self._snapshot_kv = b""
 
     # ---- the log's side -----------------------------------------------------------
 
@@ -95,6 +97,27 @@ class MetaStateMachine:
 
     def restore(self, data: bytes) -> None:
         self.sessions.restore(data)
+
+    # ---- snapshots in steps, so commits go on while one is taken ---------------------
+
+    def begin_snapshot(self) -> None:
+        """Capture the state as of now. Sessions and KV are copied at once (small);
+        the namespace is encoded in steps, copy-on-write, between later commands."""
+        self._snapshot_head = self.sessions.snapshot_head()
+        self._snapshot_kv = self.kv.snapshot()
+        self.namespace.begin_snapshot()
+
+    def snapshot_step(self, max_inodes: int) -> bool:
+        """Encode a little more; True when finish_snapshot is ready (and cheap)."""
+        return self.namespace.snapshot_step(max_inodes)
+
+    def finish_snapshot(self) -> bytes:
+        """The snapshot begun by begin_snapshot; reads no live state once the steps
+        are done, so it may run on a worker thread."""
+        namespace = self.namespace.finish_snapshot()
+        kv_part = self._snapshot_kv
+        router = bytes([_SNAPSHOT_VERSION]) + _LEN.pack(len(kv_part)) + kv_part + namespace
+        return sessions.SessionTable.join_snapshot(self._snapshot_head, router)
 
 
 def session_command(command: sessions.SessionCommand) -> bytes:

@@ -71,6 +71,8 @@ class MetaSettings:
     secret: ClusterSecret | None
     bootstrap_peers: dict[int, str] | None
     session_timeout_ms: int
+    snapshot_every: int = 10_000
+    wal_segment_bytes: int = 64 * 1024 * 1024
 
 
 def settings_from_args(args: argparse.Namespace) -> MetaSettings:
@@ -91,8 +93,17 @@ def settings_from_args(args: argparse.Namespace) -> MetaSettings:
         )
     if peers is not None and args.id not in peers:
         raise UsageError(f"--peers does not include this replica's id {args.id}")
+    if args.snapshot_every <= 0 or args.wal_segment_bytes < 4096:
+        raise UsageError("--snapshot-every must be > 0 and --wal-segment-bytes >= 4096")
     return MetaSettings(
-        args.id, args.listen, Path(args.data_dir), secret, peers, args.session_timeout_ms
+        args.id,
+        args.listen,
+        Path(args.data_dir),
+        secret,
+        peers,
+        args.session_timeout_ms,
+        args.snapshot_every,
+        args.wal_segment_bytes,
     )
 
 
@@ -134,7 +145,14 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
 
     state = MetaStateMachine(session_timeout_ns=settings.session_timeout_ms * 1_000_000)
     node = PaxosNode(
-        settings.node_id, settings.data_dir, state, settings.secret, bootstrap, NodeOptions()
+        settings.node_id,
+        settings.data_dir,
+        state,
+        settings.secret,
+        bootstrap,
+        NodeOptions(
+            snapshot_every=settings.snapshot_every, wal_segment_bytes=settings.wal_segment_bytes
+        ),
     )
     proposer = Proposer(node, state)
     duties = LeaderDuties(node, state)

@@ -365,6 +365,24 @@ class PaxosCore:
         self._contig = max(self._contig, slot)
         self._append_record(SnapshotRecord(slot, config))
 
+    @property
+    def record_index(self) -> int:
+        """Index of the last record handed out so far (the driver's WAL numbering)."""
+        return self._record_index
+
+    def checkpoint(self) -> None:
+        """Re-issue, as new records, everything this acceptor must remember: the
+        snapshot point, its promise, every accepted entry after the snapshot and the
+        chosen point. Once they are durable, every earlier WAL record may go."""
+        snapshot_slot = self._log_start - 1
+        self._append_record(SnapshotRecord(snapshot_slot, self.config_at(snapshot_slot)))
+        self._append_record(PromiseRecord(self._promised))
+        entries = tuple(self._log[slot] for slot in sorted(self._log))
+        if entries:
+            self._append_record(AcceptRecord(entries))
+        if self._recorded_chosen:
+            self._append_record(ChosenRecord(self._recorded_chosen))
+
     def compact(self, upto_slot: int) -> None:
         """The driver took a snapshot covering every slot <= upto_slot: drop that log."""
         upto_slot = min(upto_slot, self._committed_upto)

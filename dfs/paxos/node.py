@@ -20,18 +20,19 @@ import random
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from dfs.auth import ClusterSecret
 from dfs.datadir import write_atomically
+from dfs.paxos import snapshot as snapshot_files
 from dfs.paxos.config import Config, decode_config, encode_config
 from dfs.paxos.core import Options, PaxosCore, Ready, Role, Status
 from dfs.paxos.machine import ApplyContext
 from dfs.paxos.messages import LogEntry, Outgoing, Prepare, Promise
-from dfs.paxos.records import decode_record, encode_record, recover
+from dfs.paxos.records import Record, SnapshotRecord, decode_record, encode_record, recover
 from dfs.paxos.transport import PaxosService, PeerTransport
 from dfs.paxos.wal import Wal
 from dfs.paxos.wire import (
@@ -42,13 +43,14 @@ from dfs.paxos.wire import (
     promise_from_pb,
 )
 from dfs.paxos.wire import promise_to_pb as promise_pb
-from dfs.rpc import paxos_pb2
+from dfs.rpc import paxos_pb2, paxos_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 ENVELOPE = struct.Struct(">IQ")  # origin replica id, proposal id
 BOOTSTRAP_FILE = "bootstrap.conf"
 WAL_DIR = "wal"
+SNAPSHOT_DIR = "snapshots"
 
 
 class LogMachine(Protocol):
@@ -59,6 +61,14 @@ class LogMachine(Protocol):
     def tick_command(self, time_ns: int, leader_round: int, leader_node: int) -> bytes:
         """The leader's periodic tick (drives session expiry in state time)."""
         ...
+
+    def begin_snapshot(self) -> None: ...
+
+    def snapshot_step(self, max_inodes: int) -> bool: ...
+
+    def finish_snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
 
 
 class NotLeader(Exception):
@@ -79,13 +89,25 @@ class NodeOptions:
     # Randomized per election; must exceed the lease (see Options.lease_duration).
     election_timeout_s: tuple[float, float] = (0.3, 0.6)
     session_tick_interval_s: float = 1.0
+    snapshot_every: int = 10_000  # chosen slots between snapshots
+    snapshot_step_inodes: int = 2_000  # encoded per step, between commands
+    wal_segment_bytes: int = 64 * 1024 * 1024
+    snapshot_piece_bytes: int = 1 << 20  # per message of a snapshot transfer
     prepare_timeout_s: float = 0.5
     core: Options = field(
         default_factory=lambda: Options(
-            heartbeat_interval=0.05, lease_duration=0.2, lease_drift_margin=0.02,
-            window=64, max_batch=512,
+            heartbeat_interval=0.05,
+            lease_duration=0.2,
+            lease_drift_margin=0.02,
+            window=64,
+            max_batch=512,
         )
     )
+
+
+def _newest_snapshot_path(directory: Path) -> Path | None:
+    paths = sorted(directory.glob("*" + snapshot_files.SUFFIX))
+    return paths[-1] if paths else None
 
 
 def load_bootstrap(data_dir: Path, given: Config | None) -> Config:
@@ -123,7 +145,12 @@ class PaxosNode:
         self.options = options
         self.bootstrap = bootstrap
         self.transport = PeerTransport(node_id, secret)
-        self.service = PaxosService(self._on_stream_message, self._on_prepare)
+        self.service = PaxosService(
+            self._on_stream_message, self._on_prepare, self._on_install_snapshot
+        )
+        self.snapshot_slot = 0
+        self._snapshotting = False
+        self._sending_snapshot: set[int] = set()
         self.applied_upto = 0
         self.commands_applied = 0
         self._rng = random.Random()
@@ -149,17 +176,35 @@ class PaxosNode:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        self.wal, replay = await asyncio.to_thread(Wal.open, self.data_dir / WAL_DIR)
+        latest = await asyncio.to_thread(snapshot_files.latest, self.data_dir / SNAPSHOT_DIR)
+        self.wal, replay = await asyncio.to_thread(
+            Wal.open, self.data_dir / WAL_DIR, self.options.wal_segment_bytes
+        )
         self._wal_base = self.wal.next_index - 1
-        recovered = recover(decode_record(payload) for _, payload in replay)
+        records: list[Record] = []
+        if latest is not None:
+            # The state as of the snapshot; the WAL after it holds the rest.
+            self.machine.restore(latest.payload)
+            self.snapshot_slot = self.applied_upto = latest.slot
+            records.append(SnapshotRecord(latest.slot, latest.config))
+        records += [decode_record(payload) for _, payload in replay]
+        recovered = recover(records)
         low, high = self.options.election_timeout_s
         self.core = PaxosCore(
-            self.node_id, self.bootstrap, recovered, self.options.core,
-            election_timeout=lambda: self._rng.uniform(low, high), now=time.monotonic(),
+            self.node_id,
+            self.bootstrap,
+            recovered,
+            self.options.core,
+            election_timeout=lambda: self._rng.uniform(low, high),
+            now=time.monotonic(),
+            applied_upto=self.applied_upto,
         )
         log.info(
             "replica %d recovered: promised %s, chosen up to %d, %d log entries",
-            self.node_id, recovered.promised, recovered.chosen_upto, len(recovered.log),
+            self.node_id,
+            recovered.promised,
+            recovered.chosen_upto,
+            len(recovered.log),
         )
         self._update_peers()
         loop = asyncio.get_running_loop()
@@ -326,8 +371,18 @@ class PaxosNode:
             else:
                 self._reads_by_index[read.read_index].append(reader)
         for needed in ready.snapshots_needed:
-            log.warning("replica %d needs a snapshot (log starts at %d); not supported yet",
-                        needed.peer, needed.log_start)
+            if needed.peer not in self._sending_snapshot:
+                self._sending_snapshot.add(needed.peer)
+                self._spawn(self._send_snapshot(needed.peer))
+        for wanted in ready.snapshots_wanted:
+            log.warning(
+                "replica %d is behind replica %d's snapshot; it catches up when the "
+                "leader sends one",
+                self.node_id,
+                wanted.source,
+            )
+        if ready.committed:
+            self._maybe_snapshot()
 
     async def _await_durable(self, core_index: int) -> None:
         await self.wal.wait_durable(self._wal_base + core_index)
@@ -371,6 +426,125 @@ class PaxosNode:
             for reader in self._reads_by_index.pop(read_index):
                 if not reader.done():
                     reader.set_result(None)
+
+    # ---------------------------------------------------------------- snapshots
+
+    def request_snapshot(self) -> bool:
+        """Take a snapshot now (admin); False if one is already being taken."""
+        if self._snapshotting or self.applied_upto <= self.snapshot_slot:
+            return False
+        self._start_snapshot()
+        return True
+
+    def _maybe_snapshot(self) -> None:
+        if not self._snapshotting and (
+            self.applied_upto - self.snapshot_slot >= self.options.snapshot_every
+        ):
+            self._start_snapshot()
+
+    def _start_snapshot(self) -> None:
+        self._snapshotting = True
+        slot = self.applied_upto
+        self.machine.begin_snapshot()  # the state as of `slot`; commands go on meanwhile
+        self._spawn(self._take_snapshot(slot, self.core.config_at(slot)))
+
+    async def _take_snapshot(self, slot: int, config: Config) -> None:
+        started = time.monotonic()
+        try:
+            while not self.machine.snapshot_step(self.options.snapshot_step_inodes):
+                await asyncio.sleep(0)  # let the pump apply commands between steps
+            payload = await asyncio.to_thread(self.machine.finish_snapshot)
+            await asyncio.to_thread(
+                snapshot_files.write, self.data_dir / SNAPSHOT_DIR, slot, config, payload
+            )
+            self.snapshot_slot = max(self.snapshot_slot, slot)
+            self.core.compact(slot)
+            await self._trim_wal()
+            log.info(
+                "snapshot at slot %d: %d bytes in %.2f s; WAL now %d bytes",
+                slot,
+                len(payload),
+                time.monotonic() - started,
+                self.wal.size_bytes(),
+            )
+        except Exception:
+            log.exception("snapshot at slot %d failed; the log is kept whole", slot)
+        finally:
+            self._snapshotting = False
+
+    async def _trim_wal(self) -> None:
+        """Re-write what the acceptor must remember, then drop every older segment."""
+        first = self.core.record_index + 1
+        self.core.checkpoint()
+        self._kick()
+        last = self.core.record_index
+        while self.wal.durable_index < self._wal_base + last:
+            await asyncio.sleep(0.005)
+        self.wal.drop_before(self._wal_base + first)
+
+    async def _send_snapshot(self, peer: int) -> None:
+        """Stream our newest snapshot file to a replica the log can no longer catch up."""
+        try:
+            path = await asyncio.to_thread(_newest_snapshot_path, self.data_dir / SNAPSHOT_DIR)
+            link = self.transport.links.get(peer)
+            if path is None or link is None:
+                return
+            data = await asyncio.to_thread(path.read_bytes)
+            piece = self.options.snapshot_piece_bytes
+            ballot = self.core.status(time.monotonic()).ballot
+            chunks = [
+                paxos_pb2.SnapshotChunk(
+                    offset=offset,
+                    data=data[offset : offset + piece],
+                    total_size=len(data),
+                    last=offset + piece >= len(data),
+                    ballot=paxos_pb2.Ballot(round=ballot.round, node=ballot.node),
+                )
+                for offset in range(0, max(len(data), 1), piece)
+            ]
+            reply = await paxos_pb2_grpc.PaxosStub(link.channel).InstallSnapshot(
+                iter(chunks), timeout=120
+            )
+            log.info(
+                "sent snapshot %s (%d bytes) to replica %d: %s",
+                path.name,
+                len(data),
+                peer,
+                "installed" if reply.ok else reply.error,
+            )
+        except Exception as err:  # the core asks again while the peer still lags
+            log.warning("snapshot transfer to replica %d failed: %s", peer, err)
+        finally:
+            self._sending_snapshot.discard(peer)
+
+    async def _on_install_snapshot(
+        self, pieces: AsyncIterator[paxos_pb2.SnapshotChunk]
+    ) -> paxos_pb2.InstallSnapshotReply:
+        directory = self.data_dir / SNAPSHOT_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        received = bytearray()
+        async for piece in pieces:
+            if piece.offset != len(received):
+                return paxos_pb2.InstallSnapshotReply(
+                    ok=False, received=len(received), error="pieces out of order"
+                )
+            received += piece.data
+        try:
+            snap = snapshot_files.decode(bytes(received), "received snapshot")
+        except snapshot_files.SnapshotCorruption as err:
+            return paxos_pb2.InstallSnapshotReply(ok=False, received=len(received), error=str(err))
+        if snap.slot <= self.applied_upto:
+            return paxos_pb2.InstallSnapshotReply(ok=True, received=len(received))
+        await asyncio.to_thread(
+            snapshot_files.write, directory, snap.slot, snap.config, snap.payload
+        )
+        self.machine.restore(snap.payload)
+        self.core.install_snapshot(snap.slot, snap.config, time.monotonic())
+        self.applied_upto = self.snapshot_slot = snap.slot
+        self._kick()
+        await self._trim_wal()
+        log.info("installed a snapshot at slot %d (%d bytes)", snap.slot, len(received))
+        return paxos_pb2.InstallSnapshotReply(ok=True, received=len(received))
 
     def _update_peers(self) -> None:
         addresses = self.core.config.addresses()

@@ -230,7 +230,11 @@ class SessionTable:
         """Nothing wraps a session table, so nothing ever calls this."""
 
     def snapshot(self) -> bytes:
-        inner = self.inner.snapshot()
+        return self.join_snapshot(self.snapshot_head(), self.inner.snapshot())
+
+    def snapshot_head(self) -> bytes:
+        """The table's own part of a snapshot, without the wrapped machine's, so a
+        caller can snapshot that one in steps and join them (join_snapshot)."""
         parts = [
             _SNAP_HEAD.pack(
                 _SNAPSHOT_VERSION,
@@ -252,9 +256,11 @@ class SessionTable:
                 answer = session.answers[sequence]
                 parts.append(_SNAP_ANSWER.pack(sequence, len(answer)))
                 parts.append(answer)
-        parts.append(_U64.pack(len(inner)))
-        parts.append(inner)
         return b"".join(parts)
+
+    @staticmethod
+    def join_snapshot(head: bytes, inner: bytes) -> bytes:
+        return head + _U64.pack(len(inner)) + inner
 
     def restore(self, data: bytes) -> None:
         version, time_ns, next_session, round_, node, count = _SNAP_HEAD.unpack_from(data)

@@ -30,6 +30,9 @@ RECONNECT_INITIAL_S = 0.05
 RECONNECT_MAX_S = 1.0
 
 InboundHandler = Callable[[paxos_pb2.PeerMessage], None]
+SnapshotHandler = Callable[
+    [AsyncIterator[paxos_pb2.SnapshotChunk]], Awaitable[paxos_pb2.InstallSnapshotReply]
+]
 PrepareHandler = Callable[[paxos_pb2.PrepareRequest], Awaitable[paxos_pb2.PrepareReply]]
 
 
@@ -144,9 +147,15 @@ class PeerTransport:
 class PaxosService(paxos_pb2_grpc.PaxosServicer):
     """Inbound side: hands every peer message to the driver."""
 
-    def __init__(self, on_message: InboundHandler, on_prepare: PrepareHandler) -> None:
+    def __init__(
+        self,
+        on_message: InboundHandler,
+        on_prepare: PrepareHandler,
+        on_snapshot: SnapshotHandler | None = None,
+    ) -> None:
         self._on_message = on_message
         self._on_prepare = on_prepare
+        self._on_snapshot = on_snapshot
 
     async def Stream(
         self, request_iterator: AsyncIterator[paxos_pb2.PeerMessage], context: Any
@@ -164,8 +173,10 @@ class PaxosService(paxos_pb2_grpc.PaxosServicer):
     async def InstallSnapshot(
         self, request_iterator: AsyncIterator[paxos_pb2.SnapshotChunk], context: Any
     ) -> paxos_pb2.InstallSnapshotReply:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "snapshot transfer is not built yet")
-        raise AssertionError("unreachable")
+        if self._on_snapshot is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this replica takes no snapshots")
+            raise AssertionError("unreachable")
+        return await self._on_snapshot(request_iterator)
 
     async def Join(self, request: paxos_pb2.JoinRequest, context: Any) -> paxos_pb2.JoinReply:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "joining is not built yet")
