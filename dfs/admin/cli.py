@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,50 @@ def meta_status(target: Target, as_json: bool) -> int:
     return EXIT_OK if healthy else EXIT_PROBLEM
 
 
+LEADER_ACTIONS = ("add", "remove", "transfer-leader")
+CHANGE_ATTEMPTS = 10
+
+
+def _leader_addr(target: Target) -> str:
+    for addr in target.meta_addrs:
+        status = fetch_status(addr, target.secret)
+        if status is None:
+            continue
+        if status.meta.role == "leader":
+            return addr
+        leader = status.meta.voters.get(status.meta.leader_id)
+        if leader:
+            return leader
+    raise AdminUsageError("no metadata leader found")
+
+
+def meta_change(target: Target, action: str, argument: str) -> int:
+    """meta add ID=HOST:PORT | meta remove ID | meta transfer-leader ID, at the leader.
+    Removing the leader hands leadership over first, then removes it."""
+    node, _, addr = argument.partition("=")
+    if not node.isdigit() or (action == "add") != bool(addr):
+        raise AdminUsageError("meta add ID=HOST:PORT | meta remove ID | meta transfer-leader ID")
+    reply = None
+    for _ in range(CHANGE_ATTEMPTS):
+        with sync_channel(_leader_addr(target), target.secret) as channel:
+            stub = admin_pb2_grpc.AdminStub(channel)
+            if action == "add":
+                reply = stub.MetaAdd(
+                    admin_pb2.MembershipRequest(id=int(node), addr=addr), timeout=60
+                )
+            elif action == "remove":
+                reply = stub.MetaRemove(admin_pb2.MembershipRequest(id=int(node)), timeout=60)
+            else:
+                reply = stub.MetaTransferLeader(
+                    admin_pb2.TransferLeaderRequest(id=int(node)), timeout=10
+                )
+        print(reply.message)
+        if reply.ok or not ("not the leader" in reply.message or "handed" in reply.message):
+            break
+        time.sleep(1.0)
+    return EXIT_OK if reply is not None and reply.ok else EXIT_PROBLEM
+
+
 def meta_snapshot(target: Target) -> int:
     """Ask the replicas for a snapshot now (each replica snapshots its own state)."""
     problems = 0
@@ -196,7 +241,10 @@ async def kv_command(target: Target, words: list[str], as_json: bool) -> int:
     return EXIT_OK
 
 
-USAGE = "meta status | meta snapshot | kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW"
+USAGE = (
+    "meta status | meta snapshot | meta add ID=HOST:PORT | meta remove ID | "
+    "meta transfer-leader ID | kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW"
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -210,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
             return meta_status(target, as_json)
         if list(words) == ["meta", "snapshot"]:
             return meta_snapshot(target)
+        if len(words) == 3 and words[0] == "meta" and words[1] in LEADER_ACTIONS:
+            return meta_change(target, words[1], words[2])
         if words[0] == "kv" and len(words) > 1:
             return asyncio.run(kv_command(target, list(words[1:]), as_json))
         raise AdminUsageError(f"unknown or not yet available: {' '.join(words)} ({USAGE})")

@@ -12,7 +12,7 @@ from dfs import __version__
 from dfs.meta import convert, ops
 from dfs.meta.proposer import Proposer
 from dfs.meta.results import ErrnoResult, RingResult
-from dfs.paxos.node import PaxosNode
+from dfs.paxos.node import NotLeader, PaxosNode
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 
 
@@ -54,11 +54,39 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
     async def _not_yet(self, context: Any) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not available yet")
 
-    async def MetaAdd(self, request: Any, context: Any) -> admin_pb2.AdminReply:
-        return await self._not_yet(context)  # type: ignore[no-any-return]
+    def _not_leader(self) -> admin_pb2.AdminReply | None:
+        if self.node.core.is_leader:
+            return None
+        return admin_pb2.AdminReply(
+            ok=False, message=f"not the leader; leader is {self.node.leader_addr() or 'unknown'}"
+        )
 
-    async def MetaRemove(self, request: Any, context: Any) -> admin_pb2.AdminReply:
-        return await self._not_yet(context)  # type: ignore[no-any-return]
+    async def MetaAdd(
+        self, request: admin_pb2.MembershipRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        if (refusal := self._not_leader()) is not None:
+            return refusal
+        if request.id == 0 or ":" not in request.addr:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "add needs ID and HOST:PORT")
+        try:
+            return admin_pb2.AdminReply(
+                ok=True, message=await self.node.add_member(request.id, request.addr)
+            )
+        except (ValueError, NotLeader, TimeoutError) as err:
+            return admin_pb2.AdminReply(ok=False, message=str(err))
+
+    async def MetaRemove(
+        self, request: admin_pb2.MembershipRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        if (refusal := self._not_leader()) is not None:
+            return refusal
+        try:
+            message = await self.node.remove_member(request.id)
+        except (ValueError, NotLeader, TimeoutError) as err:
+            return admin_pb2.AdminReply(ok=False, message=str(err))
+        return admin_pb2.AdminReply(
+            ok="removed" in message or "not a member" in message, message=message
+        )
 
     async def MetaTransferLeader(
         self, request: admin_pb2.TransferLeaderRequest, context: Any

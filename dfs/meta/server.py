@@ -15,10 +15,13 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfs.auth import ClusterSecret, SecretError, secret_from_flags
+import grpc
+
+from dfs.auth import ClusterSecret, SecretError, secret_from_flags, sync_channel
 from dfs.config import ConfigError, require
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
@@ -29,8 +32,15 @@ from dfs.meta.meta_service import MetaService
 from dfs.meta.proposer import Proposer
 from dfs.meta.replicated import MetaStateMachine
 from dfs.paxos.config import Config
-from dfs.paxos.node import BootstrapError, NodeOptions, PaxosNode, load_bootstrap
-from dfs.rpc import admin_pb2_grpc, meta_pb2_grpc, paxos_pb2_grpc
+from dfs.paxos.node import (
+    BOOTSTRAP_FILE,
+    BootstrapError,
+    NodeOptions,
+    PaxosNode,
+    load_bootstrap,
+)
+from dfs.paxos.wire import config_from_pb
+from dfs.rpc import admin_pb2_grpc, meta_pb2_grpc, paxos_pb2, paxos_pb2_grpc
 from dfs.serving import BindError, GrpcServer
 
 log = logging.getLogger("dfs.meta")
@@ -115,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         cluster_id = settings.secret.cluster_id if settings.secret else INSECURE_CLUSTER_ID
         claim(settings.data_dir, Identity("meta", settings.node_id, cluster_id))
         given = Config.of(settings.bootstrap_peers) if settings.bootstrap_peers else None
+        if args.join and given is None and not (settings.data_dir / BOOTSTRAP_FILE).exists():
+            given = ask_to_join(args.join, settings, cluster_id)
         bootstrap = load_bootstrap(settings.data_dir, given)
     except (UsageError, DataDirError, BootstrapError) as err:
         log.error("%s", err)
@@ -125,6 +137,37 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", err)
         return 1
     return 0
+
+
+JOIN_DEADLINE_S = 60.0
+
+
+def ask_to_join(addr: str, settings: MetaSettings, cluster_id: str) -> Config:
+    """A new replica with an empty data dir asks the group (through any member) to
+    take it in; the leader adds it as a learner and answers with the configuration."""
+    deadline = time.monotonic() + JOIN_DEADLINE_S
+    target = addr
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        with sync_channel(target, settings.secret) as channel:
+            try:
+                reply = paxos_pb2_grpc.PaxosStub(channel).Join(
+                    paxos_pb2.JoinRequest(
+                        id=settings.node_id, addr=settings.listen, cluster_id=cluster_id
+                    ),
+                    timeout=35,
+                )
+            except grpc.RpcError as err:
+                last_error = f"{target}: {err.code().name}"
+                reply = None
+        if reply is not None and reply.accepted:
+            log.info("joined through %s as a learner", target)
+            return config_from_pb(reply.config)
+        if reply is not None:
+            last_error = reply.error
+            target = reply.leader_addr or addr
+        time.sleep(0.5)
+    raise UsageError(f"could not join through {addr}: {last_error}")
 
 
 def arm_exit_watchdog(limit_s: float) -> None:
@@ -154,6 +197,7 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
             snapshot_every=settings.snapshot_every, wal_segment_bytes=settings.wal_segment_bytes
         ),
     )
+    node.cluster_id = cluster_id
     proposer = Proposer(node, state)
     duties = LeaderDuties(node, state)
     services = [

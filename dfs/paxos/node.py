@@ -146,8 +146,12 @@ class PaxosNode:
         self.bootstrap = bootstrap
         self.transport = PeerTransport(node_id, secret)
         self.service = PaxosService(
-            self._on_stream_message, self._on_prepare, self._on_install_snapshot
+            self._on_stream_message,
+            self._on_prepare,
+            self._on_install_snapshot,
+            self._on_join,
         )
+        self.cluster_id = ""  # set by the server; a joiner must name the same cluster
         self.snapshot_slot = 0
         self._snapshotting = False
         self._sending_snapshot: set[int] = set()
@@ -545,6 +549,106 @@ class PaxosNode:
         await self._trim_wal()
         log.info("installed a snapshot at slot %d (%d bytes)", snap.slot, len(received))
         return paxos_pb2.InstallSnapshotReply(ok=True, received=len(received))
+
+    # ---------------------------------------------------------------- membership
+
+    async def _change_config(self, voters: dict[int, str], learners: dict[int, str]) -> None:
+        """Propose a configuration and wait until it (and a joint step's final form)
+        is in force; raises NotLeader or TimeoutError."""
+        deadline = time.monotonic() + 30
+        while not self.core.propose_config(voters, learners, time.monotonic()):
+            if not self.core.is_leader:
+                raise NotLeader(self.leader_addr())
+            if time.monotonic() > deadline:
+                raise TimeoutError("another membership change did not finish")
+            await asyncio.sleep(0.05)  # one change at a time
+        self._kick()
+        while True:
+            config = self.core.config
+            if (
+                not config.is_joint
+                and dict(config.voters) == voters
+                and (dict(config.learners) == learners)
+            ):
+                return
+            if not self.core.is_leader:
+                raise NotLeader(self.leader_addr())
+            if time.monotonic() > deadline:
+                raise TimeoutError("the membership change was not chosen in time")
+            await asyncio.sleep(0.02)
+
+    async def add_member(self, member_id: int, addr: str) -> str:
+        """Add a replica as a learner, let it catch up, then make it a voter (through
+        a joint configuration). Idempotent."""
+        config = self.core.config
+        voters, learners = dict(config.voters), dict(config.learners)
+        if voters.get(member_id) == addr:
+            return f"replica {member_id} is already a voter"
+        if member_id in voters or (member_id in learners and learners[member_id] != addr):
+            raise ValueError(f"id {member_id} is taken by another address")
+        if member_id not in learners:
+            await self._change_config(voters, {**learners, member_id: addr})
+            log.info("replica %d (%s) added as a learner", member_id, addr)
+        self._spawn(self._promote(member_id, addr))
+        return f"replica {member_id} added as a learner; it becomes a voter once caught up"
+
+    async def _promote(self, member_id: int, addr: str) -> None:
+        from dfs.auth import aio_channel
+        from dfs.rpc import admin_pb2, admin_pb2_grpc
+
+        try:
+            async with aio_channel(addr, self.transport.secret) as channel:
+                stub = admin_pb2_grpc.AdminStub(channel)
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline and self.core.is_leader:
+                    try:
+                        status = await stub.Status(admin_pb2.StatusRequest(), timeout=2)
+                        if status.meta.applied + 16 >= self.applied_upto:
+                            break
+                    except Exception:
+                        pass
+                    await asyncio.sleep(0.2)
+                else:
+                    log.warning("replica %d did not catch up; it stays a learner", member_id)
+                    return
+            config = self.core.config
+            voters = {**dict(config.voters), member_id: addr}
+            learners = {i: a for i, a in config.learners if i != member_id}
+            await self._change_config(voters, learners)
+            log.info("replica %d (%s) is a voter", member_id, addr)
+        except (NotLeader, TimeoutError) as err:
+            log.warning("promotion of replica %d stopped: %s", member_id, err)
+
+    async def remove_member(self, member_id: int) -> str:
+        """Remove a replica; the leader removing itself hands leadership over first."""
+        config = self.core.config
+        voters, learners = dict(config.voters), dict(config.learners)
+        if member_id not in voters and member_id not in learners:
+            return f"replica {member_id} is not a member"
+        if member_id == self.node_id:
+            others = sorted(v for v in voters if v != self.node_id)
+            if not others or not self.transfer_leadership(others[0]):
+                raise ValueError("no other voter to hand leadership to")
+            return f"leadership handed to replica {others[0]}; ask again to remove {member_id}"
+        voters.pop(member_id, None)
+        learners.pop(member_id, None)
+        if not voters:
+            raise ValueError("cannot remove the last voter")
+        await self._change_config(voters, learners)
+        return f"replica {member_id} removed"
+
+    async def _on_join(self, request: paxos_pb2.JoinRequest) -> paxos_pb2.JoinReply:
+        if self.cluster_id and request.cluster_id != self.cluster_id:
+            return paxos_pb2.JoinReply(error=f"cluster {request.cluster_id!r} is not this one")
+        if not self.core.is_leader:
+            return paxos_pb2.JoinReply(leader_addr=self.leader_addr() or "", error="not the leader")
+        try:
+            await self.add_member(request.id, request.addr)
+        except (ValueError, NotLeader, TimeoutError) as err:
+            return paxos_pb2.JoinReply(error=str(err), leader_addr=self.leader_addr() or "")
+        from dfs.paxos.wire import config_to_pb
+
+        return paxos_pb2.JoinReply(accepted=True, config=config_to_pb(self.core.config))
 
     def _update_peers(self) -> None:
         addresses = self.core.config.addresses()

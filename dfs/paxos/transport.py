@@ -30,6 +30,7 @@ RECONNECT_INITIAL_S = 0.05
 RECONNECT_MAX_S = 1.0
 
 InboundHandler = Callable[[paxos_pb2.PeerMessage], None]
+JoinHandler = Callable[[paxos_pb2.JoinRequest], Awaitable[paxos_pb2.JoinReply]]
 SnapshotHandler = Callable[
     [AsyncIterator[paxos_pb2.SnapshotChunk]], Awaitable[paxos_pb2.InstallSnapshotReply]
 ]
@@ -76,8 +77,12 @@ class PeerLink:
                     pass
             except grpc.aio.AioRpcError as err:
                 if self.connected:
-                    log.info("stream to replica %d (%s) broke: %s", self.peer_id, self.addr,
-                             err.code().name)
+                    log.info(
+                        "stream to replica %d (%s) broke: %s",
+                        self.peer_id,
+                        self.addr,
+                        err.code().name,
+                    )
             finally:
                 self.connected = False
                 call.cancel()
@@ -152,10 +157,12 @@ class PaxosService(paxos_pb2_grpc.PaxosServicer):
         on_message: InboundHandler,
         on_prepare: PrepareHandler,
         on_snapshot: SnapshotHandler | None = None,
+        on_join: JoinHandler | None = None,
     ) -> None:
         self._on_message = on_message
         self._on_prepare = on_prepare
         self._on_snapshot = on_snapshot
+        self._on_join = on_join
 
     async def Stream(
         self, request_iterator: AsyncIterator[paxos_pb2.PeerMessage], context: Any
@@ -179,5 +186,7 @@ class PaxosService(paxos_pb2_grpc.PaxosServicer):
         return await self._on_snapshot(request_iterator)
 
     async def Join(self, request: paxos_pb2.JoinRequest, context: Any) -> paxos_pb2.JoinReply:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "joining is not built yet")
-        raise AssertionError("unreachable")
+        if self._on_join is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this replica takes no members")
+            raise AssertionError("unreachable")
+        return await self._on_join(request)

@@ -628,22 +628,30 @@ class JoinReply(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     LEADER_ADDR_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
     accepted: _builtins.bool
     """True once the leader accepted the request (the replica is a learner)."""
     leader_addr: _builtins.str
     """The current leader's address, when this replica is not it."""
     error: _builtins.str
     """Why it was refused, if it was."""
+    @_builtins.property
+    def config(self) -> Global___Config:
+        """The group's configuration with the new replica in it (encoded Config), so it
+        can start knowing its peers.
+        """
+
     def __init__(
         self,
         *,
         accepted: _builtins.bool = ...,
         leader_addr: _builtins.str = ...,
         error: _builtins.str = ...,
+        config: Global___Config | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "error", b"error", "leader_addr", b"leader_addr"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "config", b"config", "error", b"error", "leader_addr", b"leader_addr"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
