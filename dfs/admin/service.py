@@ -48,6 +48,7 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
                 wal_fsyncs=self.node.wal.fsync_count,
                 wal_bytes=self.node.wal.size_bytes(),
                 commands_applied=self.node.commands_applied,
+                state_digest=self.node.state_digest() if request.state_digest else 0,
             ),
         )
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import xxhash
+
 from dfs.auth import ClusterSecret
 from dfs.datadir import write_atomically
 from dfs.paxos import snapshot as snapshot_files
@@ -432,6 +434,11 @@ class PaxosNode:
                     reader.set_result(None)
 
     # ---------------------------------------------------------------- snapshots
+
+    def state_digest(self) -> int:
+        """xxh64 of the whole replicated state as applied now (for equivalence checks)."""
+        snapshot = getattr(self.machine, "snapshot", None)
+        return xxhash.xxh64_intdigest(snapshot()) if snapshot is not None else 0
 
     def request_snapshot(self) -> bool:
         """Take a snapshot now (admin); False if one is already being taken."""

@@ -50,12 +50,19 @@ class StatusRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    STATE_DIGEST_FIELD_NUMBER: _builtins.int
+    state_digest: _builtins.bool
+    """Also compute a digest of the whole replicated state (costly: a full
+    snapshot's worth of encoding); replicas at the same applied slot must agree.
+    """
     def __init__(
         self,
+        *,
+        state_digest: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state_digest", b"state_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -120,6 +127,7 @@ class MetaStatus(_message.Message):
     WAL_FSYNCS_FIELD_NUMBER: _builtins.int
     WAL_BYTES_FIELD_NUMBER: _builtins.int
     COMMANDS_APPLIED_FIELD_NUMBER: _builtins.int
+    STATE_DIGEST_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     """leader, follower, learner or candidate."""
     ballot_round: _builtins.int
@@ -144,6 +152,8 @@ class MetaStatus(_message.Message):
     """Bytes of WAL on disk."""
     commands_applied: _builtins.int
     """Commands applied since start (all slots' batches)."""
+    state_digest: _builtins.int
+    """xxh64 of the replicated state at `applied`, when asked for."""
     @_builtins.property
     def voters(self) -> _containers.ScalarMap[_builtins.int, _builtins.str]:
         """Voters: id -> address."""
@@ -168,10 +178,11 @@ class MetaStatus(_message.Message):
         wal_fsyncs: _builtins.int = ...,
         wal_bytes: _builtins.int = ...,
         commands_applied: _builtins.int = ...,
+        state_digest: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "ballot_node", b"ballot_node", "ballot_round", b"ballot_round", "chosen", b"chosen", "commands_applied", b"commands_applied", "leader_id", b"leader_id", "learners", b"learners", "lease_ms", b"lease_ms", "role", b"role", "snapshot_slot", b"snapshot_slot", "voters", b"voters", "wal_bytes", b"wal_bytes", "wal_fsyncs", b"wal_fsyncs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "ballot_node", b"ballot_node", "ballot_round", b"ballot_round", "chosen", b"chosen", "commands_applied", b"commands_applied", "leader_id", b"leader_id", "learners", b"learners", "lease_ms", b"lease_ms", "role", b"role", "snapshot_slot", b"snapshot_slot", "state_digest", b"state_digest", "voters", b"voters", "wal_bytes", b"wal_bytes", "wal_fsyncs", b"wal_fsyncs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

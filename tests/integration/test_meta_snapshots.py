@@ -70,6 +70,26 @@ def test_wal_stays_bounded_and_restart_keeps_everything(cluster: MetaCluster) ->
         assert proc.stop(timeout_s=15) == 0
     cluster.start_all()
     assert asyncio.run(read_back(cluster, written)) == []
+    # Restarted from snapshot + WAL, every replica holds exactly the same state.
+    assert_same_state(cluster)
+
+
+def assert_same_state(cluster: MetaCluster) -> None:
+    from dfs.auth import sync_channel
+    from dfs.rpc import admin_pb2, admin_pb2_grpc
+
+    for _ in range(50):  # leader ticks move `applied` now and then: catch a still moment
+        seen = {}
+        for node_id, addr in cluster.addrs.items():
+            with sync_channel(addr, cluster.secret) as channel:
+                reply = admin_pb2_grpc.AdminStub(channel).Status(
+                    admin_pb2.StatusRequest(state_digest=True), timeout=10)
+            seen[node_id] = (reply.meta.applied, reply.meta.state_digest)
+        if len({applied for applied, _ in seen.values()}) == 1:
+            assert len({digest for _, digest in seen.values()}) == 1, seen
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"replicas never stood at one slot: {seen}")
 
 
 @pytest.mark.timeout(180)
@@ -85,5 +105,6 @@ def test_lagging_replica_catches_up_by_snapshot(cluster: MetaCluster) -> None:
     log_text = cluster.replicas[lagging].log_path.read_text()
     assert "installed a snapshot" in log_text, "caught up without a snapshot transfer?"
     # The caught-up replica now carries the group with one other: kill the leader.
+    assert_same_state(cluster)  # the installed snapshot + log equal never having lagged
     cluster.kill(cluster.leader())
     assert asyncio.run(read_back(cluster, written)) == []
