@@ -1,10 +1,11 @@
 """File bytes on data servers: a write becomes new immutable chunks on R replicas and
 one slice commit; a read assembles a range from the block map's newest slices.
 
-This is the client's chunk I/O as the mount uses it. It owns the split of a write
-into per-block chunks, chunk-id ranges, the commit with the placement epoch, and the
-read path's block-map refetch on NOT_FOUND. What it needs from the metadata service
-is the MetaForData protocol below; replica choice and fail-over live in chunkio.py.
+This is the client's chunk I/O as the mount uses it. It owns the packing of a write
+(or of a buffer's many extents) into one chunk per block touched, chunk-id ranges,
+the commit with the placement epoch, and the read path's block-map refetch on
+NOT_FOUND. What it needs from the metadata service is the MetaForData protocol below;
+replica choice and fail-over live in chunkio.py.
 Acknowledged = R fsynced copies (or min_replicas, reported under-replicated) and the
 commit chosen. Errors are OSError(errno).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -34,6 +35,9 @@ ID_BATCH = 256
 # Chunks of one write or read in flight at once: enough to keep 2 cores and the
 # disk busy, few enough that one large write does not hold hundreds of MiB.
 MAX_PARALLEL_CHUNKS = 4
+# Slice metadata per Commit: one flush of thousands of small writes is one log entry,
+# but never one so large that it strains the log or the message limit.
+MAX_COMMIT_BYTES = 4 << 20
 
 
 class MetaForData(Protocol):
@@ -159,10 +163,25 @@ class FileData:
     ) -> WriteResult:
         """Write `data` at `offset`: one new chunk per block touched, then one commit.
         Returns only when every chunk is durable and the commit is chosen."""
-        if not data:
+        return await self.write_extents(caller, ino, [(offset, data)], block_size)
+
+    async def write_extents(
+        self,
+        caller: common_pb2.Caller,
+        ino: int,
+        extents: Sequence[tuple[int, bytes]],
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> WriteResult:
+        """Write many (offset, data) extents as one: the pieces that fall in one block
+        are packed into ONE new chunk (a slice per piece), every chunk is uploaded
+        (MAX_PARALLEL_CHUNKS at a time), then one commit carries every block's slices
+        (a few, block-aligned, if the slices exceed MAX_COMMIT_BYTES). Where extents
+        overlap, later ones win. Returns only when every chunk is durable and every
+        commit is chosen."""
+        if not any(data for _, data in extents):
             return WriteResult(None, ())
         try:
-            return await self._write_once(caller, ino, offset, data, block_size)
+            return await self._write_once(caller, ino, extents, block_size)
         except OSError as err:
             if err.errno != errno.ESTALE:
                 raise
@@ -171,26 +190,28 @@ class FileData:
             # of the new session (the old chunks are orphans for the sweep).
             log.warning("write to inode %d: %s; writing again in the new session", ino, err)
             self.ids.forget()
-        return await self._write_once(caller, ino, offset, data, block_size)
+        return await self._write_once(caller, ino, extents, block_size)
 
     async def _write_once(
-        self, caller: common_pb2.Caller, ino: int, offset: int, data: bytes, block_size: int
+        self,
+        caller: common_pb2.Caller,
+        ino: int,
+        extents: Sequence[tuple[int, bytes]],
+        block_size: int,
     ) -> WriteResult:
-        parts = _split(offset, data, block_size)
-        stored = await asyncio.gather(*(self._store(part.data) for part in parts))
+        by_block = _pack(extents, block_size)
+        blocks = sorted(by_block)
+        stored = await asyncio.gather(
+            *(self._store(b"".join(piece.data for piece in by_block[block])) for block in blocks)
+        )
         updates = [
-            meta_pb2.BlockUpdate(
-                block=part.block,
-                slices=[
-                    common_pb2.Slice(
-                        offset=part.offset_in_block, length=len(part.data),
-                        chunk_id=chunk.chunk_id, offset_in_chunk=0, epoch=chunk.epoch,
-                    )
-                ],
-            )
-            for part, chunk in zip(parts, stored, strict=True)
+            meta_pb2.BlockUpdate(block=block, slices=_slices(by_block[block], chunk))
+            for block, chunk in zip(blocks, stored, strict=True)
         ]
-        attr = await self.meta.commit(caller, ino, updates, offset + len(data))
+        attr = None
+        for batch in _commit_batches(updates):
+            # Batches are in block order, so the last one carries the highest end.
+            attr = await self.meta.commit(caller, ino, batch, _end_of(batch, block_size))
         return WriteResult(attr, tuple(stored))
 
     async def write_chunk(self, data: bytes) -> StoredChunk:
@@ -263,6 +284,53 @@ class FileData:
         async with self._parallel:
             data = await self.chunks.read_chunk(chunk_id, chunk_offset, length)
         result[at : at + length] = data
+
+
+def _pack(extents: Sequence[tuple[int, bytes]], block_size: int) -> dict[int, list[_BlockPart]]:
+    """The pieces of the extents grouped by block, each block's in the extents' order
+    (so a later extent's slice lands after, and wins over, an earlier one's)."""
+    by_block: dict[int, list[_BlockPart]] = {}
+    for offset, data in extents:
+        for part in _split(offset, data, block_size):
+            by_block.setdefault(part.block, []).append(part)
+    return by_block
+
+
+def _slices(parts: list[_BlockPart], chunk: StoredChunk) -> list[common_pb2.Slice]:
+    """One slice per piece, pointing at where the piece sits in the block's packed chunk."""
+    slices = []
+    in_chunk = 0
+    for part in parts:
+        slices.append(common_pb2.Slice(
+            offset=part.offset_in_block, length=len(part.data), chunk_id=chunk.chunk_id,
+            offset_in_chunk=in_chunk, epoch=chunk.epoch,
+        ))
+        in_chunk += len(part.data)
+    return slices
+
+
+def _commit_batches(updates: list[meta_pb2.BlockUpdate]) -> list[list[meta_pb2.BlockUpdate]]:
+    """The updates in order, cut into commits of at most MAX_COMMIT_BYTES of slices (a
+    block's slices always travel together, so one commit may exceed it alone)."""
+    batches: list[list[meta_pb2.BlockUpdate]] = [[]]
+    size = 0
+    for update in updates:
+        update_size = update.ByteSize()
+        if batches[-1] and size + update_size > MAX_COMMIT_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(update)
+        size += update_size
+    return batches
+
+
+def _end_of(updates: list[meta_pb2.BlockUpdate], block_size: int) -> int:
+    """The file offset just past the last byte the updates write."""
+    return max(
+        update.block * block_size + piece.offset + piece.length
+        for update in updates
+        for piece in update.slices
+    )
 
 
 def _split(offset: int, data: bytes, block_size: int) -> list[_BlockPart]:

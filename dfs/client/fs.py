@@ -15,6 +15,7 @@ import contextlib
 import errno
 import logging
 import time
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -42,7 +43,8 @@ UTIME_NOW_WINDOW_NS = 2_000_000_000
 
 @dataclass
 class Extent:
-    """Buffered bytes [offset, offset + len(data))."""
+    """Buffered bytes [offset, offset + len(data)); a handle's extents are sorted and
+    disjoint, so a flush writes each byte once."""
 
     offset: int
     data: bytearray
@@ -50,6 +52,37 @@ class Extent:
     @property
     def end(self) -> int:
         return self.offset + len(self.data)
+
+
+def merge_into(extents: list[Extent], offset: int, data: bytes) -> int:
+    """Lays `data` over `extents` (sorted, disjoint, never touching), merging every
+    extent it overlaps or touches into one, later bytes winning; returns how many
+    buffered bytes that added. Appends and rewrites inside one extent work in place,
+    so a sequential writer's buffer grows without copies."""
+    if not data:
+        return 0
+    end = offset + len(data)
+    lo = bisect_left(extents, offset, key=lambda e: e.end)  # first touching from the left
+    hi = bisect_right(extents, end, key=lambda e: e.offset)  # past the last touching one
+    if lo == hi:
+        extents.insert(lo, Extent(offset, bytearray(data)))
+        return len(data)
+    first, last = extents[lo], extents[hi - 1]
+    if lo + 1 == hi and first.offset <= offset and end <= first.end:
+        start = offset - first.offset
+        first.data[start : start + len(data)] = data
+        return 0
+    before = sum(len(e.data) for e in extents[lo:hi])
+    tail = last.data[end - last.offset :] if last.end > end else b""
+    if first.offset <= offset:
+        merged = first.data
+        del merged[offset - first.offset :]
+    else:
+        merged = bytearray()
+    merged += data
+    merged += tail
+    extents[lo:hi] = [Extent(min(first.offset, offset), merged)]
+    return len(merged) - before
 
 
 @dataclass
@@ -168,15 +201,7 @@ class FsClient:
         return len(data)
 
     def _buffer(self, handle: Handle, offset: int, data: bytes) -> None:
-        last = handle.extents[-1] if handle.extents else None
-        if last is not None and last.end == offset:  # the sequential case: append
-            last.data += data
-        elif last is not None and last.offset <= offset and offset + len(data) <= last.end:
-            start = offset - last.offset
-            last.data[start : start + len(data)] = data
-        else:
-            handle.extents.append(Extent(offset, bytearray(data)))
-        handle.buffered += len(data)
+        handle.buffered += merge_into(handle.extents, offset, data)
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
         handle = self.handle(fh)
@@ -220,20 +245,21 @@ class FsClient:
                 self._pending_size.pop(handle.ino, None)
 
     async def _flush_locked(self, handle: Handle) -> None:
-        """Commit every buffered extent: chunks on R replicas, then the slice commit."""
-        while handle.extents:
-            extent = handle.extents[0]
-            try:
-                await self.data.write(
-                    handle.caller, handle.ino, extent.offset, bytes(extent.data), handle.block_size
-                )
-            except OSError as err:
-                log.warning("write-back of inode %d failed: %s", handle.ino, err)
-                handle.failure = err
-                raise
-            handle.extents.pop(0)
-            handle.buffered -= len(extent.data)
-            handle.maps = None  # our own commit changed the block maps
+        """Commit every buffered extent at once: one chunk per block touched on R
+        replicas, then one slice commit. On failure the extents stay buffered (a later
+        flush writes them again) and the error waits in handle.failure."""
+        if not handle.extents:
+            return
+        extents = [(extent.offset, bytes(extent.data)) for extent in handle.extents]
+        try:
+            await self.data.write_extents(handle.caller, handle.ino, extents, handle.block_size)
+        except OSError as err:
+            log.warning("write-back of inode %d failed: %s", handle.ino, err)
+            handle.failure = err
+            raise
+        handle.extents.clear()
+        handle.buffered = 0
+        handle.maps = None  # our own commit changed the block maps
 
     def _raise_failure(self, handle: Handle) -> None:
         if handle.failure is not None:

@@ -1,0 +1,224 @@
+"""Write-back coalescing: a handle's buffer holds sorted, disjoint extents (later bytes
+win), and FileData.write_extents turns a whole buffer into one chunk per block touched
+and one commit. Checked against a bytearray model, with in-process data servers and the
+stand-in metadata service counting chunks and commits."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from dfs.client import data as data_module
+from dfs.client.data import FileData
+from dfs.client.fs import Extent, merge_into
+from dfs.rpc import common_pb2, meta_pb2
+from tests.support.data_cluster import (
+    FakeMeta,
+    LocalDataServer,
+    ring_of_servers,
+    start_local_data_servers,
+)
+
+T = TypeVar("T")
+CALLER = common_pb2.Caller(uid=0, gid=0)
+BLOCK = 64 * 1024  # small blocks, so a few hundred KiB hold several
+FILE_SIZE = 8 * BLOCK
+
+
+def run(body: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(_call(body))
+
+
+async def _call(body: Callable[[], Awaitable[T]]) -> T:
+    return await body()
+
+
+def lay(model: bytearray, offset: int, data: bytes) -> None:
+    model.extend(bytes(max(0, offset + len(data) - len(model))))
+    model[offset : offset + len(data)] = data
+
+
+def check_extents(extents: list[Extent], model: bytearray, written: bytearray) -> None:
+    """Sorted, disjoint, never touching, and byte-exact where something was written."""
+    for before, after in itertools.pairwise(extents):
+        assert before.end < after.offset
+    covered = bytearray(len(written))
+    for extent in extents:
+        assert extent.data
+        assert bytes(extent.data) == bytes(model[extent.offset : extent.end])
+        covered[extent.offset : extent.end] = b"\x01" * len(extent.data)
+    assert covered == written  # every written byte is buffered, and nothing else
+
+
+def random_writes(rng: random.Random, count: int, span: int, most: int) -> list[tuple[int, bytes]]:
+    writes = []
+    for _ in range(count):
+        length = rng.randrange(1, most)
+        writes.append((rng.randrange(0, span - length), rng.randbytes(length)))
+    return writes
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_buffer_merges_overlapping_and_adjacent_writes(seed: int) -> None:
+    rng = random.Random(seed)
+    extents: list[Extent] = []
+    model, written = bytearray(4096), bytearray(4096)
+    buffered = 0
+    for _ in range(400):
+        length = rng.randrange(0, 64)
+        offset = rng.choice([rng.randrange(0, 4096 - 64), *(e.end for e in extents[-1:]),
+                             *(max(0, e.offset - length) for e in extents[:1])])
+        data = rng.randbytes(length)
+        buffered += merge_into(extents, offset, data)
+        lay(model, offset, data)
+        written[offset : offset + length] = b"\x01" * length
+        check_extents(extents, model, written)
+        assert buffered == sum(len(e.data) for e in extents)
+
+
+def test_sequential_writes_grow_one_extent() -> None:
+    extents: list[Extent] = []
+    for step in range(100):
+        merge_into(extents, step * 10, bytes([step]) * 10)
+    merge_into(extents, 995, b"x" * 10)  # overlaps the tail and extends it
+    assert len(extents) == 1
+    assert extents[0].offset == 0 and extents[0].end == 1005
+
+
+class Counted:
+    """Four in-process data servers and a FakeMeta that counts commits and chunks."""
+
+    def __init__(self, servers: list[LocalDataServer], meta: FakeMeta, client: FileData):
+        self.servers, self.meta, self.client = servers, meta, client
+        self.commits: list[list[meta_pb2.BlockUpdate]] = []
+        commit = meta.commit
+
+        async def counting_commit(
+            caller: common_pb2.Caller, ino: int, updates: list[meta_pb2.BlockUpdate], end: int
+        ) -> common_pb2.Attr:
+            self.commits.append(list(updates))
+            return await commit(caller, ino, updates, end)
+
+        meta.commit = counting_commit  # type: ignore[method-assign]
+
+    @staticmethod
+    async def start(tmp_path: Path) -> Counted:
+        servers = await start_local_data_servers(4, tmp_path)
+        meta = FakeMeta(ring_of_servers(servers))
+        for server in servers:
+            server.ring.hear(meta.current_ring.epoch)
+        return Counted(servers, meta, FileData(meta, None, call_timeout_s=5.0))
+
+    def chunk_ids(self) -> set[int]:
+        return {piece.chunk_id for commit in self.commits for update in commit
+                for piece in update.slices}
+
+    async def close(self) -> None:
+        await self.client.close()
+        for server in self.servers:
+            await server.stop()
+
+
+async def buffer_and_flush(
+    h: Counted, writes: list[tuple[int, bytes]], model: bytearray
+) -> set[int]:
+    """Buffers `writes` as a handle does, flushes them with write_extents; the blocks
+    they touched."""
+    extents: list[Extent] = []
+    touched: set[int] = set()
+    for offset, data in writes:
+        merge_into(extents, offset, data)
+        lay(model, offset, data)
+        touched.update(range(offset // BLOCK, (offset + len(data) - 1) // BLOCK + 1))
+    result = await h.client.write_extents(
+        CALLER, 1, [(e.offset, bytes(e.data)) for e in extents], BLOCK
+    )
+    assert result.attr is not None and result.attr.size == len(model)
+    assert all(len(chunk.durable_at) == 3 for chunk in result.chunks)
+    return touched
+
+
+def test_random_small_writes_become_one_chunk_per_block_and_one_commit(tmp_path: Path) -> None:
+    async def body() -> None:
+        h = await Counted.start(tmp_path)
+        try:
+            rng = random.Random(11)
+            model = bytearray()
+            base = rng.randbytes(FILE_SIZE)
+            await buffer_and_flush(h, [(0, base)], model)
+            h.commits.clear()
+            writes = random_writes(rng, 2000, FILE_SIZE + BLOCK // 2, 600)
+            touched = await buffer_and_flush(h, writes, model)
+            assert len(h.commits) == 1
+            assert len(h.chunk_ids()) <= len(touched)
+            assert await h.client.read(CALLER, 1, 0, len(model) + 10, BLOCK) == bytes(model)
+            for _ in range(5):
+                offset, length = rng.randrange(0, len(model)), rng.randrange(1, 3 * BLOCK)
+                got = await h.client.read(CALLER, 1, offset, length, BLOCK)
+                assert got == bytes(model[offset : offset + length])
+        finally:
+            await h.close()
+
+    run(body)
+
+
+def test_overlapping_extents_later_wins(tmp_path: Path) -> None:
+    async def body() -> None:
+        h = await Counted.start(tmp_path)
+        try:
+            model = bytearray()
+            writes = [(100, b"a" * 300), (200, b"b" * 50), (BLOCK - 10, b"c" * 40), (150, b"d")]
+            for offset, data in writes:
+                lay(model, offset, data)
+            await h.client.write_extents(CALLER, 1, writes, BLOCK)
+            assert len(h.commits) == 1 and len(h.chunk_ids()) == 2
+            assert await h.client.read(CALLER, 1, 0, len(model), BLOCK) == bytes(model)
+        finally:
+            await h.close()
+
+    run(body)
+
+
+def test_large_slice_metadata_splits_into_block_aligned_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data_module, "MAX_COMMIT_BYTES", 2000)
+
+    async def body() -> None:
+        h = await Counted.start(tmp_path)
+        try:
+            rng = random.Random(5)
+            model = bytearray()
+            touched = await buffer_and_flush(h, random_writes(rng, 600, FILE_SIZE, 40), model)
+            assert len(h.commits) > 1
+            blocks = [update.block for commit in h.commits for update in commit]
+            assert blocks == sorted(touched)  # each block's slices in exactly one commit
+            assert h.meta.sizes[1] == len(model)
+            assert await h.client.read(CALLER, 1, 0, len(model), BLOCK) == bytes(model)
+        finally:
+            await h.close()
+
+    run(body)
+
+
+def test_upload_failure_is_raised_and_nothing_is_committed(tmp_path: Path) -> None:
+    async def body() -> None:
+        h = await Counted.start(tmp_path)
+        try:
+            for server in h.servers[1:]:
+                await server.stop()  # one live server: fewer than R replicas
+            with pytest.raises(OSError) as failure:
+                await h.client.write_extents(CALLER, 1, [(0, b"x" * 10), (BLOCK, b"y")], BLOCK)
+            assert failure.value.errno == errno.EIO
+            assert h.commits == []
+        finally:
+            await h.close()
+
+    run(body)
