@@ -72,7 +72,7 @@ class MetaStateMachine:
         self.router = PayloadRouter(self.kv, self.namespace)
         self.sessions = sessions.SessionTable(self.router, session_timeout_ns)
         self._snapshot_head = b""
-        self._snapshot_kv = b""
+        self._snapshot_kv: dict[bytes, bytes] = {}
 
     # ---- the log's side -----------------------------------------------------------
 
@@ -104,7 +104,7 @@ class MetaStateMachine:
         """Capture the state as of now. Sessions and KV are copied at once (small);
         the namespace is encoded in steps, copy-on-write, between later commands."""
         self._snapshot_head = self.sessions.snapshot_head()
-        self._snapshot_kv = self.kv.snapshot()
+        self._snapshot_kv = self.kv.snapshot_copy()
         self.namespace.begin_snapshot()
 
     def snapshot_step(self, max_inodes: int) -> bool:
@@ -115,7 +115,7 @@ class MetaStateMachine:
         """The snapshot begun by begin_snapshot; reads no live state once the steps
         are done, so it may run on a worker thread."""
         namespace = self.namespace.finish_snapshot()
-        kv_part = self._snapshot_kv
+        kv_part = kv.encode_snapshot(self._snapshot_kv)
         router = bytes([_SNAPSHOT_VERSION]) + _LEN.pack(len(kv_part)) + kv_part + namespace
         return sessions.SessionTable.join_snapshot(self._snapshot_head, router)
 

@@ -103,6 +103,15 @@ def decode_result(data: bytes) -> KvResult:
     return KvResult(bool(data[0]), value)
 
 
+def encode_snapshot(data: dict[bytes, bytes]) -> bytes:
+    """A snapshot's bytes from a (copied) state: pure, so it may run on a worker thread."""
+    parts = [bytes([_SNAPSHOT_VERSION]), _LEN.pack(len(data))]
+    for key in sorted(data):
+        parts.append(_field(key))
+        parts.append(_field(data[key]))
+    return b"".join(parts)
+
+
 class KvMachine:
     """The StateMachine: a dict from key to value."""
 
@@ -135,11 +144,12 @@ class KvMachine:
         """KV holds nothing per session."""
 
     def snapshot(self) -> bytes:
-        parts = [bytes([_SNAPSHOT_VERSION]), _LEN.pack(len(self._data))]
-        for key in sorted(self._data):
-            parts.append(_field(key))
-            parts.append(_field(self._data[key]))
-        return b"".join(parts)
+        return encode_snapshot(self._data)
+
+    def snapshot_copy(self) -> dict[bytes, bytes]:
+        """The state now, as a copy that later commands do not change (keys and
+        values are immutable bytes, so a shallow copy is enough and fast)."""
+        return dict(self._data)
 
     def restore(self, data: bytes) -> None:
         if not data or data[0] != _SNAPSHOT_VERSION:
