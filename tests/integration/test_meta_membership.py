@@ -108,3 +108,26 @@ def test_transfer_leader_under_load(cluster: MetaCluster) -> None:
         assert await all_present(cluster.addr_list, cluster, acknowledged)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(120)
+def test_five_replicas_survive_two_leader_kills(procs: ProcessSet, secret_file: Path) -> None:
+    """A 5-replica group works the same: it keeps a majority through two kills."""
+    five = make_meta_cluster(procs, secret_file, count=5)
+    five.start_all()
+    acknowledged: dict[bytes, bytes] = {}
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        writer = asyncio.create_task(write_while(five, acknowledged, stop))
+        for _ in range(2):
+            await asyncio.sleep(0.5)
+            five.kill(five.leader())
+        await asyncio.sleep(1.0)
+        stop.set()
+        await writer
+        alive = [five.addrs[i] for i, p in five.replicas.items() if p.alive()]
+        assert await all_present(alive, five, acknowledged)
+
+    asyncio.run(scenario())
+    assert len(acknowledged) > 20
