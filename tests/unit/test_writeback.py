@@ -126,6 +126,19 @@ class Counted:
             await server.stop()
 
 
+def count_reads(client: FileData) -> list[int]:
+    """The chunk ids of every chunk read `client` makes from now on."""
+    reads: list[int] = []
+    read_chunk = client.chunks.read_chunk
+
+    async def counting(chunk_id: int, offset: int, length: int) -> bytes:
+        reads.append(chunk_id)
+        return await read_chunk(chunk_id, offset, length)
+
+    client.chunks.read_chunk = counting  # type: ignore[method-assign]
+    return reads
+
+
 async def buffer_and_flush(
     h: Counted, writes: list[tuple[int, bytes]], model: bytearray
 ) -> set[int]:
@@ -158,7 +171,11 @@ def test_random_small_writes_become_one_chunk_per_block_and_one_commit(tmp_path:
             touched = await buffer_and_flush(h, writes, model)
             assert len(h.commits) == 1
             assert len(h.chunk_ids()) <= len(touched)
+            reads = count_reads(h.client)
             assert await h.client.read(CALLER, 1, 0, len(model) + 10, BLOCK) == bytes(model)
+            # Each block alternates between its old chunk and the new one a piece at a
+            # time, yet each chunk is read once.
+            assert len(reads) <= 2 * (FILE_SIZE // BLOCK + 1)
             for _ in range(5):
                 offset, length = rng.randrange(0, len(model)), rng.randrange(1, 3 * BLOCK)
                 got = await h.client.read(CALLER, 1, offset, length, BLOCK)
