@@ -1,7 +1,8 @@
 """Write-back coalescing: a handle's buffer holds sorted, disjoint extents (later bytes
 win), and FileData.write_extents turns a whole buffer into one chunk per block touched
 and one commit. Checked against a bytearray model, with in-process data servers and the
-stand-in metadata service counting chunks and commits."""
+stand-in metadata service counting chunks and commits; the handle's side (one call per
+flush, a failed upload reported and its bytes kept) with a stand-in FileData."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from dfs.client import data as data_module
 from dfs.client.data import FileData
-from dfs.client.fs import Extent, merge_into
+from dfs.client.fs import Extent, FsClient, Handle, merge_into
 from dfs.rpc import common_pb2, meta_pb2
 from tests.support.data_cluster import (
     FakeMeta,
@@ -237,5 +238,65 @@ def test_upload_failure_is_raised_and_nothing_is_committed(tmp_path: Path) -> No
             assert h.commits == []
         finally:
             await h.close()
+
+    run(body)
+
+
+class FlakyData:
+    """A FileData stand-in for FsClient: records each write_extents call and fails the
+    first `failures` of them with EIO."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls: list[list[tuple[int, bytes]]] = []
+
+    async def write_extents(
+        self, caller: common_pb2.Caller, ino: int, extents: list[tuple[int, bytes]],
+        block_size: int,
+    ) -> None:
+        self.calls.append(list(extents))
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EIO, "too few live data servers")
+
+
+def handle_on(data: FlakyData) -> tuple[FsClient, Handle]:
+    client = FsClient(None, data)  # type: ignore[arg-type]  # no namespace calls here
+    handle = Handle(1, 7, CALLER, 0, BLOCK, None)
+    client.handles[handle.fh] = handle
+    return client, handle
+
+
+def test_handle_flush_sends_its_disjoint_extents_in_one_call() -> None:
+    async def body() -> None:
+        data = FlakyData(failures=0)
+        client, handle = handle_on(data)
+        await client.write(1, 100, b"a" * 50)
+        await client.write(1, 150, b"b" * 50)  # adjacent: merges
+        await client.write(1, 5000, b"c" * 10)
+        await client.write(1, 120, b"d" * 10)  # inside the first: later bytes win
+        assert client.merge_pending(common_pb2.Attr(ino=7, size=0)).size == 5010
+        await client.fsync(1)
+        assert data.calls == [[(100, b"a" * 20 + b"d" * 10 + b"a" * 20 + b"b" * 50),
+                               (5000, b"c" * 10)]]
+        assert handle.extents == [] and handle.buffered == 0
+
+    run(body)
+
+
+def test_an_upload_failure_is_reported_and_the_bytes_are_written_again() -> None:
+    async def body() -> None:
+        data = FlakyData(failures=1)
+        client, handle = handle_on(data)
+        await client.write(1, 0, b"kept")
+        with pytest.raises(OSError) as failure:
+            await client.fsync(1)
+        assert failure.value.errno == errno.EIO
+        assert handle.buffered == 4  # nothing dropped
+        with pytest.raises(OSError) as reported:
+            await client.write(1, 4, b"more")  # and again at the next call
+        assert reported.value.errno == errno.EIO
+        await client.fsync(1)
+        assert data.calls[-1] == [(0, b"kept")]
 
     run(body)
