@@ -108,3 +108,19 @@ def test_lagging_replica_catches_up_by_snapshot(cluster: MetaCluster) -> None:
     assert_same_state(cluster)  # the installed snapshot + log equal never having lagged
     cluster.kill(cluster.leader())
     assert asyncio.run(read_back(cluster, written)) == []
+
+
+@pytest.mark.long
+@pytest.mark.timeout(900)
+def test_long_100k_commands_keep_the_data_dir_bounded(procs: ProcessSet, secret_file: Path) -> None:
+    meta = make_meta_cluster(procs, secret_file, extra_args=[
+        "--snapshot-every", "10000", "--wal-segment-bytes", str(1 << 20)])
+    meta.start_all()
+    written = asyncio.run(put_many(meta, "long", 100_000))
+    time.sleep(2.0)
+    for node_id in meta.replicas:
+        data_dir = procs.base_dir / f"meta{node_id}"
+        total = sum(p.stat().st_size for p in data_dir.rglob("*") if p.is_file())
+        # Two snapshots of <= 100k keys plus a couple of WAL segments, not 100k commands.
+        assert total < 64 << 20, f"replica {node_id} holds {total} bytes"
+    assert asyncio.run(read_back(meta, written)) == []
