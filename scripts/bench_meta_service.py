@@ -24,15 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import Rate, fdatasync_rate, grpc_unary_ceilings, rate_from_latencies  # noqa: E402
+from benchlib import (  # noqa: E402
+    Rate,
+    fdatasync_rate,
+    grpc_unary_ceilings,
+    rate_from_latencies,
+    running_meta_cluster,
+)
 
-from dfs.auth import init_cluster_dir  # noqa: E402
 from dfs.client.meta import MetaClient  # noqa: E402
 from dfs.client.retry import RetryPolicy  # noqa: E402
 from dfs.rpc import common_pb2  # noqa: E402
-from tests.support.meta_cluster import MetaCluster, make_meta_cluster  # noqa: E402
+from tests.support.meta_cluster import MetaCluster  # noqa: E402
 from tests.support.ports import free_addrs  # noqa: E402
-from tests.support.procs import ProcessSet  # noqa: E402
 
 ROOT_CALLER = common_pb2.Caller(uid=0, gid=0)
 Op = Callable[[MetaClient, int, int], Awaitable[object]]
@@ -86,18 +90,12 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
-    base = Path(tempfile.mkdtemp(prefix="bench-meta-"))
-    secret_file, _ = init_cluster_dir(base / "cluster")
-    procs = ProcessSet(base)
     rows = []
-    try:
-        log("ceilings ...")
-        fsync = fdatasync_rate(base, seconds=min(args.seconds, 3.0))
-        (echo_addr,) = free_addrs(1)
-        unary = grpc_unary_ceilings(echo_addr, counts, args.seconds)
-        cluster = make_meta_cluster(procs, secret_file)
-        cluster.start_all()
-        cluster.leader()
+    log("ceilings ...")
+    fsync = fdatasync_rate(Path(tempfile.gettempdir()), seconds=min(args.seconds, 3.0))
+    (echo_addr,) = free_addrs(1)
+    unary = grpc_unary_ceilings(echo_addr, counts, args.seconds)
+    with running_meta_cluster() as cluster:
         floor = 1 / (1 / fsync.ops_per_s + unary[1].p50_ms / 1e3)
         for count in counts:
             for name in ("create", "getattr", "rename"):
@@ -110,8 +108,6 @@ def main() -> int:
                 if count == 1 and name != "getattr":
                     row["ratio_to_rtt_fsync_floor"] = round(rate.ops_per_s / floor, 2)
                 rows.append(row)
-    finally:
-        procs.cleanup()
     if args.json:
         print(json.dumps({"rows": rows, "fdatasync_per_s": round(fsync.ops_per_s),
                           "floor_per_s": round(floor)}, indent=2))

@@ -31,14 +31,13 @@ from benchlib import (  # noqa: E402
     grpc_unary_ceilings,
     percentile,
     rate_from_latencies,
+    running_meta_cluster,
 )
 
-from dfs.auth import init_cluster_dir  # noqa: E402
 from dfs.client.kv import KvClient  # noqa: E402
 from dfs.client.retry import RetryPolicy  # noqa: E402
-from tests.support.meta_cluster import MetaCluster, make_meta_cluster  # noqa: E402
+from tests.support.meta_cluster import MetaCluster  # noqa: E402
 from tests.support.ports import free_addrs  # noqa: E402
-from tests.support.procs import ProcessSet  # noqa: E402
 
 POLICY = RetryPolicy(deadline_s=30, attempt_timeout_s=2.0)
 
@@ -139,18 +138,12 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    base = Path(tempfile.mkdtemp(prefix="bench-paxos-", dir=args.dir))
-    secret_file, _ = init_cluster_dir(base / "cluster")
-    procs = ProcessSet(base)
     report: dict[str, object] = {"seconds": args.seconds}
-    try:
-        log("ceilings: fdatasync and bare gRPC unary ...")
-        fsync = fdatasync_rate(base, seconds=min(args.seconds, 3.0))
-        (echo_addr,) = free_addrs(1)
-        unary = grpc_unary_ceilings(echo_addr, concurrencies, args.seconds)
-        cluster = make_meta_cluster(procs, secret_file)
-        cluster.start_all()
-        cluster.leader()
+    log("ceilings: fdatasync and bare gRPC unary ...")
+    fsync = fdatasync_rate(args.dir or Path(tempfile.gettempdir()), seconds=min(args.seconds, 3.0))
+    (echo_addr,) = free_addrs(1)
+    unary = grpc_unary_ceilings(echo_addr, concurrencies, args.seconds)
+    with running_meta_cluster(parent=args.dir) as cluster:
         acknowledged: dict[bytes, bytes] = {}
         rows = []
         for concurrency in concurrencies:
@@ -189,8 +182,6 @@ def main() -> int:
         lost = asyncio.run(verify(cluster, acknowledged))
         report["acknowledged"] = len(acknowledged)
         report["lost"] = lost
-    finally:
-        procs.cleanup()
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,15 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import Rate, rate_from_latencies  # noqa: E402
+from benchlib import Rate, rate_from_latencies, running_meta_cluster  # noqa: E402
 
-from dfs.auth import init_cluster_dir  # noqa: E402
 from dfs.client.kv import KvClient  # noqa: E402
 from dfs.client.retry import RetryPolicy  # noqa: E402
 from dfs.meta.replicated import MetaStateMachine  # noqa: E402
 from dfs.paxos import kv  # noqa: E402
-from tests.support.meta_cluster import MetaCluster, make_meta_cluster  # noqa: E402
-from tests.support.procs import ProcessSet  # noqa: E402
+from tests.support.meta_cluster import MetaCluster  # noqa: E402
 
 POLICY = RetryPolicy(deadline_s=30, attempt_timeout_s=2.0)
 
@@ -88,17 +85,8 @@ async def load(cluster: MetaCluster, seconds: float, gaps: list[float] | None = 
 
 
 def with_cluster(snapshot_every: int, action):  # type: ignore[no-untyped-def]
-    base = Path(tempfile.mkdtemp(prefix="bench-snap-"))
-    secret_file, _ = init_cluster_dir(base / "cluster")
-    procs = ProcessSet(base)
-    cluster = make_meta_cluster(procs, secret_file,
-                                extra_args=["--snapshot-every", str(snapshot_every)])
-    try:
-        cluster.start_all()
-        cluster.leader()
+    with running_meta_cluster(["--snapshot-every", str(snapshot_every)]) as cluster:
         return action(cluster)
-    finally:
-        procs.cleanup()
 
 
 def transfer_pause(cluster: MetaCluster, seconds: float) -> dict[str, float]:

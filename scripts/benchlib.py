@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dfs.auth import ClusterSecret, aio_channel, new_secret  # noqa: E402
+from dfs.auth import ClusterSecret, aio_channel, init_cluster_dir, new_secret  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.support.meta_cluster import MetaCluster
 
 
 @dataclass
@@ -121,6 +127,28 @@ def grpc_unary_ceilings(
         return {c: asyncio.run(unary_rate(addr, secret, c, seconds)) for c in concurrencies}
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def running_meta_cluster(
+    extra_args: Sequence[str] = (), parent: Path | None = None
+) -> Iterator[MetaCluster]:
+    """Three real `dfs meta` replicas with a leader, in a temporary directory that is
+    removed, with every process, when the block ends."""
+    from tests.support.meta_cluster import make_meta_cluster
+    from tests.support.procs import ProcessSet
+
+    base = Path(tempfile.mkdtemp(prefix="bench-meta-", dir=parent))
+    secret_file, _ = init_cluster_dir(base / "cluster")
+    procs = ProcessSet(base)
+    try:
+        cluster = make_meta_cluster(procs, secret_file, extra_args=list(extra_args))
+        cluster.start_all()
+        cluster.leader()
+        yield cluster
+    finally:
+        procs.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def median(values: list[float]) -> float:
