@@ -26,6 +26,11 @@ _SNAPSHOT_VERSION = 1
 _LEN = struct.Struct(">Q")
 
 
+def join_router_snapshot(kv_part: bytes, namespace_part: bytes) -> bytes:
+    """The router's snapshot format: version, KV length, KV, namespace."""
+    return bytes([_SNAPSHOT_VERSION]) + _LEN.pack(len(kv_part)) + kv_part + namespace_part
+
+
 class PayloadRouter:
     """The machine behind the session table: sends each payload to KV or namespace."""
 
@@ -46,13 +51,7 @@ class PayloadRouter:
         self.namespace.session_closed(session, ctx)
 
     def snapshot(self) -> bytes:
-        kv_part = self.kv.snapshot()
-        return (
-            bytes([_SNAPSHOT_VERSION])
-            + _LEN.pack(len(kv_part))
-            + kv_part
-            + (self.namespace.snapshot())
-        )
+        return join_router_snapshot(self.kv.snapshot(), self.namespace.snapshot())
 
     def restore(self, data: bytes) -> None:
         if not data or data[0] != _SNAPSHOT_VERSION:
@@ -114,9 +113,9 @@ class MetaStateMachine:
     def finish_snapshot(self) -> bytes:
         """The snapshot begun by begin_snapshot; reads no live state once the steps
         are done, so it may run on a worker thread."""
-        namespace = self.namespace.finish_snapshot()
-        kv_part = kv.encode_snapshot(self._snapshot_kv)
-        router = bytes([_SNAPSHOT_VERSION]) + _LEN.pack(len(kv_part)) + kv_part + namespace
+        router = join_router_snapshot(
+            kv.encode_snapshot(self._snapshot_kv), self.namespace.finish_snapshot()
+        )
         return sessions.SessionTable.join_snapshot(self._snapshot_head, router)
 
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import xxhash
 
-from dfs.auth import ClusterSecret
+from dfs.auth import ClusterSecret, aio_channel
 from dfs.datadir import write_atomically
 from dfs.paxos import snapshot as snapshot_files
 from dfs.paxos.config import Config, decode_config, encode_config
@@ -38,6 +38,7 @@ from dfs.paxos.records import Record, SnapshotRecord, decode_record, encode_reco
 from dfs.paxos.transport import PaxosService, PeerTransport
 from dfs.paxos.wal import Wal
 from dfs.paxos.wire import (
+    config_to_pb,
     message_from_pb,
     message_to_pb,
     prepare_from_pb,
@@ -45,7 +46,7 @@ from dfs.paxos.wire import (
     promise_from_pb,
 )
 from dfs.paxos.wire import promise_to_pb as promise_pb
-from dfs.rpc import paxos_pb2, paxos_pb2_grpc
+from dfs.rpc import admin_pb2, admin_pb2_grpc, paxos_pb2, paxos_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -488,9 +489,7 @@ class PaxosNode:
         first = self.core.record_index + 1
         self.core.checkpoint()
         self._kick()
-        last = self.core.record_index
-        while self.wal.durable_index < self._wal_base + last:
-            await asyncio.sleep(0.005)
+        await self.wal.wait_durable(self._wal_base + self.core.record_index)
         self.wal.drop_before(self._wal_base + first)
 
     async def _send_snapshot(self, peer: int) -> None:
@@ -600,9 +599,6 @@ class PaxosNode:
         return f"replica {member_id} added as a learner; it becomes a voter once caught up"
 
     async def _promote(self, member_id: int, addr: str) -> None:
-        from dfs.auth import aio_channel
-        from dfs.rpc import admin_pb2, admin_pb2_grpc
-
         try:
             async with aio_channel(addr, self.transport.secret) as channel:
                 stub = admin_pb2_grpc.AdminStub(channel)
@@ -653,8 +649,6 @@ class PaxosNode:
             await self.add_member(request.id, request.addr)
         except (ValueError, NotLeader, TimeoutError) as err:
             return paxos_pb2.JoinReply(error=str(err), leader_addr=self.leader_addr() or "")
-        from dfs.paxos.wire import config_to_pb
-
         return paxos_pb2.JoinReply(accepted=True, config=config_to_pb(self.core.config))
 
     def _update_peers(self) -> None:
