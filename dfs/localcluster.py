@@ -97,12 +97,14 @@ def alive(pid: int) -> bool:
     return True
 
 
-def free_ports(count: int) -> list[int]:
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free a moment ago: the sockets are held together so the
+    kernel cannot hand out one port twice."""
     with contextlib.ExitStack() as stack:
         ports = []
         for _ in range(count):
-            sock = stack.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
             ports.append(sock.getsockname()[1])
         return ports
 
