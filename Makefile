@@ -8,9 +8,10 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # fuse3 + libfuse3-dev + pkg-config + gcc + python3-dev: pyfuse3 builds from source.
-# python3-venv: the virtual environment. iproute2, iptables, nftables: the fault
+# python3-venv: the virtual environment. openssl: the local CA for mutual TLS
+# (scripts/make_ca, dfs up --tls). iproute2, iptables, nftables: the fault
 # suite's network namespaces, veth pairs, partitions and tc netem.
-SYSTEM_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv \
+SYSTEM_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv openssl \
                    iproute2 iptables nftables
 PYTEST_ARGS ?=
 

@@ -1,8 +1,9 @@
-"""Cluster identity and the shared-secret check on every RPC.
+"""Cluster identity: the shared-secret check on every RPC and optional mutual TLS.
 
 Owns the secret file format, the server interceptor that refuses calls without
-the secret, and the client-side helpers that add it. Every dfs server and
-client uses these; none rolls its own. The secret is never logged.
+the secret, the client-side helpers that add it, and the TLS credentials of
+servers and channels. Every dfs server and client uses these; none rolls its
+own. The secret and private keys are never logged.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import secrets
 import stat
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -36,14 +37,33 @@ class SecretError(Exception):
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """PEM bytes of this process's certificate and key and of the cluster's CA.
+
+    With TLS on, every connection is mutually authenticated: servers demand a
+    client certificate signed by the CA, clients check the server's against it.
+    """
+
+    cert: bytes
+    key: bytes
+    ca: bytes
+
+    def __repr__(self) -> str:
+        return "TlsFiles(<certificate>, key=<hidden>, <ca>)"
+
+
+@dataclass(frozen=True)
 class ClusterSecret:
-    """The identity of a cluster and the token every RPC must carry."""
+    """The identity of a cluster: the token every RPC must carry and, when the
+    cluster runs mutual TLS, the certificates every connection is made with."""
 
     cluster_id: str
     token: str
+    tls: TlsFiles | None = None
 
     def __repr__(self) -> str:  # never print the token, even by accident
-        return f"ClusterSecret(cluster_id={self.cluster_id!r}, token=<hidden>)"
+        tls = ", tls" if self.tls else ""
+        return f"ClusterSecret(cluster_id={self.cluster_id!r}, token=<hidden>{tls})"
 
 
 def new_secret() -> ClusterSecret:
@@ -81,14 +101,59 @@ def read_secret(path: Path) -> ClusterSecret:
     return ClusterSecret(cluster_id=cluster_id, token=token)
 
 
-def secret_from_flags(secret_path: str | None, insecure: bool) -> ClusterSecret | None:
+def read_tls(cert_path: str | None, key_path: str | None, ca_path: str | None) -> TlsFiles | None:
+    """`--tls-cert --tls-key --tls-ca`: all three, or none for plaintext."""
+    given = [p for p in (cert_path, key_path, ca_path) if p]
+    if not given:
+        return None
+    if len(given) != 3:
+        raise SecretError("TLS needs all of --tls-cert, --tls-key and --tls-ca")
+    assert cert_path and key_path and ca_path
+    key_file = Path(key_path)
+    try:
+        if key_file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SecretError(f"TLS key {key_path} is readable by others; chmod 600 it")
+        files = TlsFiles(Path(cert_path).read_bytes(), key_file.read_bytes(),
+                         Path(ca_path).read_bytes())
+    except OSError as err:
+        raise SecretError(f"cannot read {err.filename}: {err.strerror}") from err
+    for name, pem in (("--tls-cert", files.cert), ("--tls-key", files.key), ("--tls-ca", files.ca)):
+        if b"-----BEGIN " not in pem:
+            raise SecretError(f"{name} is not a PEM file")
+    return files
+
+
+def secret_from_flags(
+    secret_path: str | None, insecure: bool, tls: TlsFiles | None = None
+) -> ClusterSecret | None:
     """The secret a server or client was told to use: `--secret FILE`, or none with
-    `--insecure` (tests only). Exactly one of the two must be given."""
+    `--insecure` (tests only). Exactly one of the two must be given. TLS comes on
+    top of the secret, never instead of it."""
     if secret_path and insecure:
         raise SecretError("give --secret or --insecure, not both")
     if not secret_path and not insecure:
         raise SecretError("--secret FILE is required (or --insecure, for tests only)")
-    return read_secret(Path(secret_path)) if secret_path else None
+    if not secret_path:
+        if tls is not None:
+            raise SecretError("TLS needs the cluster secret too; give --secret FILE")
+        return None
+    secret = read_secret(Path(secret_path))
+    return replace(secret, tls=tls) if tls else secret
+
+
+def tls_from_args(args: Any, described: dict[str, str] | None = None) -> TlsFiles | None:
+    """`--tls-*` flags, falling back to the "tls" paths of a cluster.json."""
+    described = described or {}
+    return read_tls(
+        getattr(args, "tls_cert", None) or described.get("cert"),
+        getattr(args, "tls_key", None) or described.get("key"),
+        getattr(args, "tls_ca", None) or described.get("ca"),
+    )
+
+
+def secret_from_args(args: Any) -> ClusterSecret | None:
+    """secret_from_flags for a parsed command line with the common server flags."""
+    return secret_from_flags(args.secret, args.insecure, tls_from_args(args))
 
 
 def init_cluster_dir(directory: Path) -> tuple[Path, ClusterSecret]:
@@ -284,15 +349,38 @@ CHANNEL_OPTIONS = [
 ]
 
 
+def channel_credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert
+    )
+
+
+def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    """Mutual TLS: a client without a certificate signed by the CA never gets a call in."""
+    return grpc.ssl_server_credentials(
+        [(tls.key, tls.cert)], root_certificates=tls.ca, require_client_auth=True
+    )
+
+
 def aio_channel(addr: str, secret: ClusterSecret | None) -> grpc.aio.Channel:
-    """A grpc.aio channel to `addr` whose every call carries the secret."""
+    """A grpc.aio channel to `addr` whose every call carries the secret (over TLS
+    when the secret brings certificates)."""
     interceptors = aio_secret_interceptors(secret) if secret else None
+    if secret is not None and secret.tls is not None:
+        return grpc.aio.secure_channel(
+            addr, channel_credentials(secret.tls), options=CHANNEL_OPTIONS,
+            interceptors=interceptors,
+        )
     return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 
 def sync_channel(addr: str, secret: ClusterSecret | None) -> grpc.Channel:
     """A synchronous channel to `addr` whose every call carries the secret."""
-    channel = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
     if secret is None:
-        return channel
+        return grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+    if secret.tls is not None:
+        credentials = channel_credentials(secret.tls)
+        channel = grpc.secure_channel(addr, credentials, options=CHANNEL_OPTIONS)
+    else:
+        channel = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
     return grpc.intercept_channel(channel, SyncSecretInterceptor(secret))

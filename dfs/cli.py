@@ -99,11 +99,18 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def add_tls_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-cert", metavar="PEM", help="this process's certificate (mutual TLS)")
+    p.add_argument("--tls-key", metavar="PEM", help="its private key (mode 0600)")
+    p.add_argument("--tls-ca", metavar="PEM", help="the cluster CA that signs every certificate")
+
+
 def add_server_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="read any of these flags from a TOML file")
     p.add_argument("--secret", metavar="FILE", help="cluster secret file made by `dfs init`")
     p.add_argument("--insecure", action="store_true",
                    help="serve without a secret (tests only: anyone can call)")
+    add_tls_flags(p)
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
 
@@ -197,6 +204,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--meta", metavar="HOST:PORT,...", help="metadata servers")
     p.add_argument("--cluster", metavar="DIR/cluster.json", help="a local cluster made by `dfs up`")
     p.add_argument("--secret", metavar="FILE", help="cluster secret file")
+    add_tls_flags(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("action", nargs=argparse.REMAINDER, help="what to do")
     p.set_defaults(run=cmd_admin)

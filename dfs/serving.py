@@ -13,7 +13,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from dfs.auth import CHANNEL_OPTIONS, AuthInterceptor, ClusterSecret
+from dfs.auth import CHANNEL_OPTIONS, AuthInterceptor, ClusterSecret, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,12 @@ class BindError(Exception):
 
 
 class GrpcServer:
-    """A grpc.aio server with the cluster-secret check and the health service."""
+    """A grpc.aio server with the cluster-secret check and the health service,
+    over mutual TLS when the secret brings certificates."""
 
     def __init__(self, listen: str, secret: ClusterSecret | None) -> None:
         self.listen = listen
+        self.tls = secret.tls if secret else None
         self.health = HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[AuthInterceptor(secret)], options=CHANNEL_OPTIONS
@@ -43,11 +45,14 @@ class GrpcServer:
 
     async def start(self) -> None:
         try:
-            self.port = self.server.add_insecure_port(self.listen)
+            if self.tls is not None:
+                self.port = self.server.add_secure_port(self.listen, server_credentials(self.tls))
+            else:
+                self.port = self.server.add_insecure_port(self.listen)
         except RuntimeError as err:
             raise BindError(f"cannot listen on {self.listen}: {err}") from err
         await self.server.start()
-        log.info("serving on %s", self.listen)
+        log.info("serving on %s%s", self.listen, " (mutual TLS)" if self.tls else "")
 
     async def set_serving(self, serving: bool) -> None:
         await self.health.set("", SERVING if serving else NOT_SERVING)

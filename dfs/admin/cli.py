@@ -14,10 +14,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-from dfs.auth import ClusterSecret, SecretError, read_secret, sync_channel
+from dfs.auth import ClusterSecret, SecretError, secret_from_flags, sync_channel, tls_from_args
 from dfs.client.kv import KvClient
 from dfs.client.retry import LeaderUnavailable, RetryPolicy
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
@@ -39,6 +40,7 @@ class Target:
 def resolve_target(args: argparse.Namespace) -> Target:
     meta: list[str] = []
     secret_path = args.secret
+    cluster: dict[str, Any] = {}
     if args.cluster:
         try:
             cluster = json.loads(Path(args.cluster).read_text())
@@ -51,7 +53,9 @@ def resolve_target(args: argparse.Namespace) -> Target:
     if not meta:
         raise AdminUsageError("give --meta HOST:PORT[,...] or --cluster DIR/cluster.json")
     try:
-        secret = read_secret(Path(secret_path)) if secret_path else None
+        # Without a secret the admin tool still talks to --insecure test clusters.
+        tls = tls_from_args(args, cluster.get("tls"))
+        secret = secret_from_flags(secret_path, insecure=not secret_path, tls=tls)
     except SecretError as err:
         raise AdminUsageError(str(err)) from err
     return Target(meta, secret)

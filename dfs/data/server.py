@@ -15,7 +15,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfs.auth import ClusterSecret, SecretError, secret_from_flags
+from dfs.auth import ClusterSecret, SecretError, secret_from_args
 from dfs.client.retry import LeaderChannels
 from dfs.config import ConfigError, require
 from dfs.data.admin import DataAdminService
@@ -72,7 +72,7 @@ def settings_from_args(args: argparse.Namespace) -> DataSettings:
     if args.capacity < 0:
         raise UsageError("--capacity must be >= 0 bytes")
     try:
-        secret = secret_from_flags(args.secret, args.insecure)
+        secret = secret_from_args(args)
     except SecretError as err:
         raise UsageError(str(err)) from err
     return DataSettings(

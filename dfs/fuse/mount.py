@@ -15,11 +15,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyfuse3
 import trio
 
-from dfs.auth import ClusterSecret, SecretError, read_secret
+from dfs.auth import ClusterSecret, SecretError, secret_from_flags, tls_from_args
 from dfs.client.bridge import AsyncioBridge
 from dfs.client.data import FileData
 from dfs.client.fs import FsClient
@@ -41,6 +42,7 @@ class MountError(Exception):
 def cluster_target(args: argparse.Namespace) -> tuple[list[str], ClusterSecret | None]:
     meta: list[str] = []
     secret_path = args.secret
+    described: dict[str, Any] = {}
     if args.cluster:
         try:
             described = json.loads(Path(args.cluster).read_text())
@@ -52,10 +54,9 @@ def cluster_target(args: argparse.Namespace) -> tuple[list[str], ClusterSecret |
         meta = [a.strip() for a in args.meta.split(",") if a.strip()]
     if not meta:
         raise MountError("give --meta HOST:PORT[,...] or --cluster DIR/cluster.json")
-    if not secret_path and not args.insecure:
-        raise MountError("--secret FILE is required (or --insecure, for tests only)")
     try:
-        return meta, read_secret(Path(secret_path)) if secret_path else None
+        tls = tls_from_args(args, described.get("tls"))
+        return meta, secret_from_flags(secret_path, args.insecure, tls)
     except SecretError as err:
         raise MountError(str(err)) from err
 

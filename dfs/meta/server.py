@@ -21,7 +21,7 @@ from pathlib import Path
 
 import grpc
 
-from dfs.auth import ClusterSecret, SecretError, secret_from_flags, sync_channel
+from dfs.auth import ClusterSecret, SecretError, secret_from_args, sync_channel
 from dfs.config import ConfigError, require
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
@@ -93,7 +93,7 @@ def settings_from_args(args: argparse.Namespace) -> MetaSettings:
     if args.id <= 0:
         raise UsageError("--id must be a positive integer")
     try:
-        secret = secret_from_flags(args.secret, args.insecure)
+        secret = secret_from_args(args)
     except SecretError as err:
         raise UsageError(str(err)) from err
     peers = parse_peers(args.peers) if args.peers else None
