@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from dfs.auth import CHANNEL_OPTIONS, AuthInterceptor, ClusterSecret, server_credentials
+from dfs.metrics.rpc import RpcMetricsInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ class GrpcServer:
         self.tls = secret.tls if secret else None
         self.health = HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=[AuthInterceptor(secret)], options=CHANNEL_OPTIONS
+            # Metrics first, so refused calls are counted (as UNAUTHENTICATED) too.
+            interceptors=[RpcMetricsInterceptor(), AuthInterceptor(secret)],
+            options=CHANNEL_OPTIONS,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = 0

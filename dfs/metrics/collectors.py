@@ -1,0 +1,81 @@
+"""Collectors that read a server's own counters when Prometheus scrapes.
+
+Nothing here runs on a hot path: the Paxos node and the chunk store keep
+plain integers; these turn them into metric families on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from dfs.data.store import ChunkStore
+    from dfs.paxos.node import PaxosNode
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+class PaxosCollector(Collector):
+    """Ballots, slots, WAL and snapshot figures of one metadata replica.
+
+    Batch size is rate(dfs_paxos_commands_applied_total) /
+    rate(dfs_paxos_applied_slot): commands per log entry.
+    """
+
+    def __init__(self, node: PaxosNode) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        status = node.status()
+        yield _gauge("dfs_paxos_ballot_round", "Highest promised ballot round", status.ballot.round)
+        yield _gauge("dfs_paxos_is_leader", "1 on the replica that leads",
+                     float(node.core.is_leader))
+        yield _gauge("dfs_paxos_leader_id", "Replica this one believes leads (0: none)",
+                     status.leader_id or 0)
+        yield _gauge("dfs_paxos_chosen_slot", "Highest slot known chosen", status.chosen_upto)
+        yield _gauge("dfs_paxos_applied_slot", "Highest slot applied to the state machine",
+                     node.applied_upto)
+        yield _gauge("dfs_paxos_snapshot_slot", "Slot of the latest snapshot", node.snapshot_slot)
+        yield _gauge("dfs_paxos_lease_seconds", "Lease-read validity left", status.lease_left)
+        yield _gauge("dfs_paxos_voters", "Voters in the current configuration",
+                     len(status.config.voters))
+        yield _counter("dfs_paxos_commands_applied", "Commands applied", node.commands_applied)
+        yield _counter("dfs_paxos_elections", "Elections this replica started",
+                       getattr(node.core, "elections_started", 0))
+        yield _counter("dfs_paxos_wal_fsyncs", "fsyncs of the write-ahead log",
+                       node.wal.fsync_count)
+        yield _gauge("dfs_paxos_wal_bytes", "Bytes of WAL on disk", node.wal.size_bytes())
+
+
+class ChunkStoreCollector(Collector):
+    """Chunks and bytes held by one data server, and its background work."""
+
+    def __init__(self, store: ChunkStore, capacity: int,
+                 health: Callable[[], tuple[int, int]] | None = None) -> None:
+        self.store = store
+        self.capacity = capacity
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        yield _gauge("dfs_data_chunks", "Chunks held", self.store.chunk_count)
+        yield _gauge("dfs_data_used_bytes", "Bytes of chunk files held", self.store.used_bytes)
+        yield _gauge("dfs_data_capacity_bytes", "Bytes this server may fill (0: its disk)",
+                     self.capacity)
+        if self.health is not None:
+            under_replicated, unrepaired = self.health()
+            yield _gauge("dfs_data_under_replicated_chunks",
+                         "Chunks found with fewer than R copies in the last pass",
+                         under_replicated)
+            yield _gauge("dfs_data_unrepaired_chunks",
+                         "Bad copies found by scrub and not yet replaced", unrepaired)
