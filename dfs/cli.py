@@ -160,6 +160,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     add_server_common(p)
     p.add_argument("--capacity", type=int, default=0,
                    help="bytes this server may fill (default: its filesystem's size)")
+    add_data_lifecycle_flags(p)
     p.set_defaults(run=cmd_data)
 
     p = sub.add_parser("mount", help="mount the cluster as a local directory",
@@ -209,6 +210,22 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("action", nargs=argparse.REMAINDER, help="what to do")
     p.set_defaults(run=cmd_admin)
     return parser, dict(sub.choices)
+
+
+def add_data_lifecycle_flags(p: argparse.ArgumentParser) -> None:
+    """Rates and periods of a data server's scrub, repair and sweep (unset = default)."""
+    p.add_argument("--scrub-rate-mbps", dest="scrub_rate_mbps", type=float,
+                   help="bytes a scrub verifies per second, in MB (default 4)")
+    p.add_argument("--scrub-rest-s", dest="scrub_rest_s", type=float,
+                   help="pause between full scrub passes (default 3600)")
+    p.add_argument("--repair-rate-mbps", dest="repair_rate_mbps", type=float,
+                   help="bytes repair and rebalance push per second, in MB (default 20)")
+    p.add_argument("--pass-interval-s", dest="pass_interval_s", type=float,
+                   help="pause between anti-entropy passes (default 10)")
+    p.add_argument("--sweep-interval-s", dest="sweep_interval_s", type=float,
+                   help="pause between orphan sweeps (default 60)")
+    p.add_argument("--sweep-grace-s", dest="sweep_grace_s", type=float,
+                   help="an unreferenced chunk younger than this is kept (default 3600)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,29 +12,27 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from dfs.auth import ClusterSecret, SecretError, secret_from_flags, sync_channel, tls_from_args
+from dfs.admin.common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    STATUS_TIMEOUT_S,
+    AdminUsageError,
+    Target,
+    fetch_status,
+    leader_addr,
+)
+from dfs.admin.data_cli import USAGE as DATA_USAGE
+from dfs.admin.data_cli import data_command, rebalance_status, ring_command, scrub_command
+from dfs.auth import SecretError, secret_from_flags, sync_channel, tls_from_args
 from dfs.client.kv import KvClient
 from dfs.client.retry import LeaderUnavailable, RetryPolicy
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
-
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
-STATUS_TIMEOUT_S = 2.0
-
-
-class AdminUsageError(Exception):
-    """Bad arguments or an unusable cluster description."""
-
-
-@dataclass
-class Target:
-    meta_addrs: list[str]
-    secret: ClusterSecret | None
 
 
 def resolve_target(args: argparse.Namespace) -> Target:
@@ -59,19 +57,6 @@ def resolve_target(args: argparse.Namespace) -> Target:
     except SecretError as err:
         raise AdminUsageError(str(err)) from err
     return Target(meta, secret)
-
-
-def fetch_status(addr: str, secret: ClusterSecret | None) -> admin_pb2.StatusReply | None:
-    with sync_channel(addr, secret) as channel:
-        try:
-            reply: admin_pb2.StatusReply = admin_pb2_grpc.AdminStub(channel).Status(
-                admin_pb2.StatusRequest(), timeout=STATUS_TIMEOUT_S
-            )
-            return reply
-        except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
-                raise AdminUsageError(f"{addr}: refused: wrong or missing --secret") from err
-            return None
 
 
 def meta_status(target: Target, as_json: bool) -> int:
@@ -145,19 +130,6 @@ LEADER_ACTIONS = ("add", "remove", "transfer-leader")
 CHANGE_ATTEMPTS = 10
 
 
-def _leader_addr(target: Target) -> str:
-    for addr in target.meta_addrs:
-        status = fetch_status(addr, target.secret)
-        if status is None:
-            continue
-        if status.meta.role == "leader":
-            return addr
-        leader = status.meta.voters.get(status.meta.leader_id)
-        if leader:
-            return leader
-    raise AdminUsageError("no metadata leader found")
-
-
 def meta_change(target: Target, action: str, argument: str) -> int:
     """meta add ID=HOST:PORT | meta remove ID | meta transfer-leader ID, at the leader.
     Removing the leader hands leadership over first, then removes it."""
@@ -166,7 +138,7 @@ def meta_change(target: Target, action: str, argument: str) -> int:
         raise AdminUsageError("meta add ID=HOST:PORT | meta remove ID | meta transfer-leader ID")
     reply = None
     for _ in range(CHANGE_ATTEMPTS):
-        with sync_channel(_leader_addr(target), target.secret) as channel:
+        with sync_channel(leader_addr(target), target.secret) as channel:
             stub = admin_pb2_grpc.AdminStub(channel)
             if action == "add":
                 reply = stub.MetaAdd(
@@ -247,8 +219,10 @@ async def kv_command(target: Target, words: list[str], as_json: bool) -> int:
 
 USAGE = (
     "meta status | meta snapshot | meta add ID=HOST:PORT | meta remove ID | "
-    "meta transfer-leader ID | kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW"
+    "meta transfer-leader ID | kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW | "
+    + DATA_USAGE
 )
+DATA_COMMANDS = {"data": data_command, "ring": ring_command, "scrub": scrub_command}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -266,6 +240,10 @@ def run(args: argparse.Namespace) -> int:
             return meta_change(target, words[1], words[2])
         if words[0] == "kv" and len(words) > 1:
             return asyncio.run(kv_command(target, list(words[1:]), as_json))
+        if words[0] in DATA_COMMANDS:
+            return DATA_COMMANDS[words[0]](target, words[1:], as_json)
+        if list(words) == ["rebalance", "status"]:
+            return rebalance_status(target, as_json)
         raise AdminUsageError(f"unknown or not yet available: {' '.join(words)} ({USAGE})")
     except AdminUsageError as err:
         print(f"dfs admin: {err}", file=sys.stderr)

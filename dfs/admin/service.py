@@ -1,5 +1,6 @@
-"""AdminService on metadata servers: status now; membership, snapshots and data
-operations as later issues add them (they answer UNIMPLEMENTED until then)."""
+"""AdminService on metadata servers: status, metadata membership and snapshots, and
+the data servers' lifecycle (list, out, drain, remove, weight, ring plan) through
+dfs.admin.data_admin. Scrubs run on data servers, which answer ScrubStart themselves."""
 
 from __future__ import annotations
 
@@ -9,17 +10,23 @@ from typing import Any
 import grpc
 
 from dfs import __version__
+from dfs.admin.data_admin import DataAdmin, Outcome
 from dfs.meta import convert, ops
+from dfs.meta.duties import LeaderDuties
 from dfs.meta.proposer import Proposer
 from dfs.meta.results import ErrnoResult, RingResult
+from dfs.meta.types import MemberState
+from dfs.paxos.grpc_errors import abort_not_leader
 from dfs.paxos.node import NotLeader, PaxosNode
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 
 
 class MetaAdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, node: PaxosNode, proposer: Proposer, cluster_id: str, addr: str) -> None:
+    def __init__(self, node: PaxosNode, proposer: Proposer, cluster_id: str, addr: str,
+                 duties: LeaderDuties) -> None:
         self.node = node
         self.proposer = proposer
+        self.data = DataAdmin(proposer, duties)
         self.cluster_id = cluster_id
         self.addr = addr
         self.started = time.monotonic()
@@ -51,9 +58,6 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
                 state_digest=self.node.state_digest() if request.state_digest else 0,
             ),
         )
-
-    async def _not_yet(self, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not available yet")
 
     def _not_leader(self) -> admin_pb2.AdminReply | None:
         if self.node.core.is_leader:
@@ -107,17 +111,54 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
             message="a snapshot is already being taken, or nothing was applied since the last one",
         )
 
-    async def DataDrain(self, request: Any, context: Any) -> admin_pb2.AdminReply:
-        return await self._not_yet(context)  # type: ignore[no-any-return]
+    async def DataDrain(
+        self, request: admin_pb2.DataMemberRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        return self._reply(await self.data.set_state(context, request.id, MemberState.DRAINING))
 
-    async def DataOut(self, request: Any, context: Any) -> admin_pb2.AdminReply:
-        return await self._not_yet(context)  # type: ignore[no-any-return]
+    async def DataOut(
+        self, request: admin_pb2.DataMemberRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        return self._reply(await self.data.set_state(context, request.id, MemberState.OUT))
 
-    async def DataRemove(self, request: Any, context: Any) -> admin_pb2.AdminReply:
-        return await self._not_yet(context)  # type: ignore[no-any-return]
+    async def DataRemove(
+        self, request: admin_pb2.DataMemberRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        await self._require_leader(context)
+        return self._reply(await self.data.remove(context, request.id))
 
-    async def DataWeight(self, request: Any, context: Any) -> admin_pb2.AdminReply:
-        return await self._not_yet(context)  # type: ignore[no-any-return]
+    async def DataWeight(
+        self, request: admin_pb2.DataMemberRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        return self._reply(await self.data.set_weight(context, request.id, request.weight))
+
+    async def DataList(self, request: Any, context: Any) -> admin_pb2.DataListReply:
+        await self._require_leader(context)
+        return self.data.data_list()
+
+    async def RingPlan(
+        self, request: admin_pb2.RingPlanRequest, context: Any
+    ) -> admin_pb2.RingPlanReply:
+        await self._require_leader(context)
+        try:
+            return await self.data.plan(request)
+        except ValueError as err:  # PlanError, or a ring that would not validate
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            raise
+
+    async def ScrubStart(self, request: Any, context: Any) -> admin_pb2.AdminReply:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                            "scrubs run on data servers: ask them (dfs admin scrub start)")
+        raise AssertionError("abort returns only by raising")
+
+    async def _require_leader(self, context: Any) -> None:
+        """The leader's heartbeat figures are the only ones kept: others refuse."""
+        if not self.node.core.is_leader:
+            await abort_not_leader(context, self.node.leader_addr())
+
+    @staticmethod
+    def _reply(outcome: Outcome) -> admin_pb2.AdminReply:
+        return admin_pb2.AdminReply(ok=outcome.ok, message=outcome.message)
 
     async def RingShow(self, request: Any, context: Any) -> common_pb2.Ring:
         result = await self.proposer.query(context, ops.GetRing())

@@ -1,11 +1,14 @@
 """Anti-entropy on a data server: compare the live chunks it holds with the current
-ring's placement and push a copy to every live home that lacks one, so a chunk
-written while a home was away, or whose home left the ring, gets back to R copies.
+ring's placement, push a copy to every live home that lacks one, and drop the copies
+it holds but no longer owns once every home confirms a verified copy. This one walk
+is repair (a home left or was away), rebalance (a server joined or changed weight)
+and drain (a draining server is no home, so it pushes everything away and drops it).
 
-Owns the walk over held chunks and the pushes. Only chunks the metadata service
-reports as referenced are pushed (never orphans), each from one holder: the first
-holder in the ring's read order. It adds copies only: dropping copies a server no
-longer owns is left to a later pass that confirms the owners first (not built yet).
+Owns the walk over held chunks, the pushes and the drops. Only chunks the metadata
+service reports as referenced are pushed or dropped (orphans are the sweep's), each
+pushed from one holder: the first holder in the ring's read order. A copy is dropped
+only when this server is not among the chunk's homes, all R homes are up and each
+answered that it holds the chunk whole and verified, and no newer ring is known.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import grpc
 import grpc.aio
@@ -23,12 +26,14 @@ from dfs.client.replicas import upload_pieces
 from dfs.client.retry import LeaderChannels, LeaderUnavailable
 from dfs.data.chain import PeerChannels
 from dfs.data.checksum import whole_checksum
+from dfs.data.chunkrefs import held_refs
+from dfs.data.pacing import BytePacer
 from dfs.data.ringview import RingView
 from dfs.data.service import MAX_HAS_CHUNKS
 from dfs.data.store import ChunkStore, ChunkStoreError
 from dfs.placement.members import Member, MemberState
 from dfs.placement.ring import Ring, RingCache
-from dfs.rpc import data_pb2, meta_pb2, meta_pb2_grpc
+from dfs.rpc import data_pb2
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +43,20 @@ PEER_TIMEOUT_S = 30.0
 OK = data_pb2.CHUNK_STATUS_OK
 
 
+@dataclass(frozen=True, slots=True)
+class PassFigures:
+    """What the last complete pass found; reported to the leader with heartbeats."""
+
+    epoch: int = 0  # ring epoch the pass compared against (0 = no pass yet)
+    live_held: int = 0  # live chunks held here after the pass
+    # Live chunks whose homes hold fewer than R copies, counted by the one holder that
+    # pushes (so the leader may add the figures of every server).
+    under_replicated: int = 0
+    misplaced: int = 0  # live copies held here that are no home's, still to drop
+
+
 class AntiEntropy:
-    """Pushes of missing copies from this server to the chunks' live homes."""
+    """Pushes of missing copies from this server, drops of copies it does not own."""
 
     def __init__(
         self,
@@ -48,20 +65,32 @@ class AntiEntropy:
         ring: RingView,
         self_addr: str,
         peers: PeerChannels,
+        pacer: BytePacer | None = None,
+        interval_s: float = PASS_INTERVAL_S,
     ) -> None:
         self.channels = channels
         self.store = store
         self.ring = ring
         self.self_addr = self_addr
         self.peers = peers
+        self.pacer = pacer or BytePacer(0)
+        self.interval_s = interval_s
         self._rings = RingCache()
-        self.pushed = 0
-        self.under_replicated = 0  # live chunks with fewer than R copies on their homes
+        self.pushed = 0  # copies pushed since start
+        self.pushed_bytes = 0
+        self.dropped = 0  # copies dropped since start
+        self.last = PassFigures()
+        self.wake = asyncio.Event()  # set to start a pass now (ring changed)
+
+    @property
+    def under_replicated(self) -> int:
+        return self.last.under_replicated
 
     async def loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PASS_INTERVAL_S)
+                await asyncio.wait_for(self.wake.wait(), self.interval_s)
+            self.wake.clear()
             if stop.is_set():
                 return
             try:
@@ -75,66 +104,81 @@ class AntiEntropy:
         if config is None:
             return 0
         ring = self._rings.get(config)
-        pushed = 0
-        under = 0
+        totals = _Tally()
         start = 0
         while True:
             held = self.store.chunk_ids(start, BATCH)
             if not held:
                 break
-            live = await self._live_among(held)
-            batch_pushed, batch_under = await self._settle(ring, live)
-            pushed += batch_pushed
-            under += batch_under
+            refs = await held_refs(self.channels, held)
+            await self._settle(ring, sorted(refs.live), totals)
             if len(held) < BATCH or held[-1] == 2**64 - 1:
                 break
             start = held[-1] + 1
-        self.pushed += pushed
-        self.under_replicated = under
-        if pushed:
-            log.info("anti-entropy pushed %d copies; %d chunks under-replicated", pushed, under)
-        return pushed
+        self.pushed += totals.pushed
+        self.dropped += totals.dropped
+        self.last = PassFigures(ring.epoch, totals.live_held, totals.under, totals.misplaced)
+        if totals.pushed or totals.dropped:
+            log.info("anti-entropy at epoch %d: pushed %d copies, dropped %d; %d chunks "
+                     "under-replicated, %d copies misplaced", ring.epoch, totals.pushed,
+                     totals.dropped, totals.under, totals.misplaced)
+        return totals.pushed
 
-    async def _live_among(self, held: Sequence[int]) -> list[int]:
-        """The held ids the namespace still references (ListChunkRefs over their span)."""
-        wanted = set(held)
-        live: list[int] = []
-        start, last = held[0], held[-1]
-        while True:
-            request = meta_pb2.ListChunkRefsRequest(start=start, limit=max(len(held), 1000))
-
-            async def attempt(channel: grpc.aio.Channel, timeout: float,
-                              request: Any = request) -> Any:
-                return await meta_pb2_grpc.ClusterStub(channel).ListChunkRefs(
-                    request, timeout=timeout
-                )
-
-            reply: meta_pb2.ListChunkRefsReply = await self.channels.call(attempt, deadline_s=10)
-            live += [c for c in reply.chunk_ids if c in wanted]
-            if reply.next == 0 or reply.next > last or not reply.chunk_ids:
-                return live
-            start = reply.next
-
-    async def _settle(self, ring: Ring, live: Sequence[int]) -> tuple[int, int]:
-        """Push missing copies of `live` chunks to their live homes: (pushed, under)."""
+    async def _settle(self, ring: Ring, live: Sequence[int], totals: _Tally) -> None:
+        """Push missing copies of `live` chunks to their live homes, then drop the
+        copies held here that belong elsewhere."""
         if not live:
-            return 0, 0
+            return
         homes = {chunk_id: ring.preference_list(chunk_id) for chunk_id in live}
-        asked = {m.addr: m for hs in homes.values() for m in hs
+        asked = {m.addr for hs in homes.values() for m in hs
                  if m.state is MemberState.UP and m.addr != self.self_addr}
         held_by = {addr: await self._has(addr, live) for addr in asked}
-        pushed = under = 0
+        not_mine: list[int] = []
         for chunk_id in live:
             holders = {addr for addr, present in held_by.items() if present.get(chunk_id)}
             holders.add(self.self_addr)
-            missing = [m for m in homes[chunk_id] if m.state is MemberState.UP
+            chunk_homes = homes[chunk_id]
+            missing = [m for m in chunk_homes if m.state is MemberState.UP
                        and m.addr in held_by and m.addr not in holders]
-            copies_on_homes = sum(1 for m in homes[chunk_id] if m.addr in holders)
-            if copies_on_homes < ring.replicas:
-                under += 1
-            if missing and self._first_holder(ring, chunk_id, holders):
-                pushed += await self._push(chunk_id, ring.epoch, missing)
-        return pushed, under
+            copies_on_homes = sum(1 for m in chunk_homes if m.addr in holders)
+            first = self._first_holder(ring, chunk_id, holders)
+            if first and copies_on_homes < ring.replicas:
+                totals.under += 1
+            if missing and first:
+                pushed = await self._push(chunk_id, ring.epoch, missing)
+                totals.pushed += pushed
+                if copies_on_homes < ring.replicas and copies_on_homes + pushed >= ring.replicas:
+                    totals.under -= 1
+            if all(m.addr != self.self_addr for m in chunk_homes):
+                not_mine.append(chunk_id)
+        dropped = await self._drop_confirmed(ring, not_mine, homes)
+        totals.dropped += dropped
+        totals.live_held += len(live) - dropped
+        totals.misplaced += len(not_mine) - dropped
+
+    async def _drop_confirmed(
+        self, ring: Ring, chunk_ids: Sequence[int], homes: dict[int, tuple[Member, ...]]
+    ) -> int:
+        """Drop the copies of `chunk_ids` (none of them ours) whose every home is up
+        and holds a verified copy; the number dropped."""
+        if not chunk_ids or not self._ring_is_current(ring):
+            return 0
+        candidates = [c for c in chunk_ids if len(homes[c]) == ring.replicas
+                      and all(m.state is MemberState.UP for m in homes[c])]
+        asked = {m.addr for c in candidates for m in homes[c]}
+        verified = {addr: await self._has(addr, candidates, verify=True) for addr in asked}
+        confirmed = [c for c in candidates
+                     if all(verified[m.addr].get(c) for m in homes[c])]
+        if not confirmed or not self._ring_is_current(ring):
+            return 0
+        return await asyncio.to_thread(
+            lambda: sum(self.store.delete(chunk_id) for chunk_id in confirmed)
+        )
+
+    def _ring_is_current(self, ring: Ring) -> bool:
+        """Drops follow only the newest ring: a newer one may make this server a home."""
+        config = self.ring.config
+        return config is not None and config.epoch == ring.epoch and not self.ring.behind.is_set()
 
     def _first_holder(self, ring: Ring, chunk_id: int, holders: set[str]) -> bool:
         """Whether this server is the first holder in read order (so one pushes)."""
@@ -143,15 +187,17 @@ class AntiEntropy:
                 return member.addr == self.self_addr
         return True  # not on the ring at all (e.g. out): it still has the only copy
 
-    async def _has(self, addr: str, chunk_ids: Sequence[int]) -> dict[int, bool]:
-        """Which of the ids `addr` holds verified; {} when it does not answer (then
-        nothing is pushed to it this pass)."""
+    async def _has(self, addr: str, chunk_ids: Sequence[int],
+                   verify: bool = False) -> dict[int, bool]:
+        """Which of the ids `addr` holds (whole and verified, when asked); {} when it
+        does not answer (then nothing is pushed to it, nor dropped for it, this pass)."""
         present: dict[int, bool] = {}
         try:
             for first in range(0, len(chunk_ids), MAX_HAS_CHUNKS):
                 part = list(chunk_ids[first : first + MAX_HAS_CHUNKS])
                 reply = await self.peers.stub(addr).HasChunks(
-                    data_pb2.HasChunksRequest(chunk_ids=part), timeout=PEER_TIMEOUT_S
+                    data_pb2.HasChunksRequest(chunk_ids=part, verify=verify),
+                    timeout=PEER_TIMEOUT_S,
                 )
                 present.update(zip(part, reply.present, strict=True))
         except grpc.aio.AioRpcError as err:
@@ -168,8 +214,10 @@ class AntiEntropy:
         pieces = upload_pieces(chunk_id, epoch, data, whole_checksum(data))
         pushed = 0
         for target in targets:
+            await self.pacer.spend(len(data))
             if await self._upload(target.addr, chunk_id, pieces):
                 pushed += 1
+                self.pushed_bytes += len(data)
         return pushed
 
     async def _upload(
@@ -191,3 +239,12 @@ class AntiEntropy:
             return False
         log.debug("pushed %016x to %s", chunk_id, addr)
         return True
+
+
+@dataclass
+class _Tally:
+    pushed: int = 0
+    dropped: int = 0
+    under: int = 0
+    misplaced: int = 0
+    live_held: int = 0

@@ -19,6 +19,7 @@ import grpc
 import grpc.aio
 
 from dfs.client.retry import LeaderChannels, LeaderUnavailable
+from dfs.data.antientropy import PassFigures
 from dfs.data.load import Load
 from dfs.data.ringview import RingView
 from dfs.data.store import ChunkStore
@@ -61,15 +62,17 @@ class Membership:
         store: ChunkStore,
         load: Load,
         ring: RingView,
-        health_figures: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        health_figures: Callable[[], tuple[PassFigures, int]] = lambda: (PassFigures(), 0),
+        on_new_ring: Callable[[], None] = lambda: None,
     ) -> None:
         self.channels = channels
         self.identity = identity
         self.store = store
         self.load = load
         self.ring = ring
-        # (under-replicated, lost) chunks from the last anti-entropy and repair passes
+        # The last anti-entropy pass's figures, and the copies repair found no good twin of
         self.health_figures = health_figures
+        self.on_new_ring = on_new_ring  # a newer ring was adopted: time for a pass
 
     async def register(self, stop: asyncio.Event) -> bool:
         """RegisterData until the leader answers; False when stopped first."""
@@ -117,15 +120,18 @@ class Membership:
         capacity = self.identity.capacity_limit
         if not capacity:
             capacity, _ = await asyncio.to_thread(self.store.filesystem_bytes)
-        under_replicated, lost = self.health_figures()
+        figures, lost = self.health_figures()
         request = meta_pb2.DataHeartbeatRequest(
             id=self.identity.server_id,
             capacity=capacity,
             used=self.store.used_bytes,
             chunks=self.store.chunk_count,
             load=self.load.requests,
-            under_replicated=under_replicated,
+            under_replicated=figures.under_replicated,
             lost=lost,
+            misplaced=figures.misplaced,
+            pass_epoch=figures.epoch,
+            live_held=figures.live_held,
         )
 
         async def attempt(channel: grpc.aio.Channel, timeout: float) -> Any:
@@ -172,3 +178,4 @@ class Membership:
         self.ring.adopt(config)
         if config.epoch != before:
             log.info("ring epoch %d (%d members)", config.epoch, len(config.members))
+            self.on_new_ring()

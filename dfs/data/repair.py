@@ -1,8 +1,7 @@
-"""Integrity upkeep on a data server: a slow scrub that verifies every held chunk in
-turn, and the repair of copies that failed verification (by a read, the scrub or a
-presence check) from a good copy on another ring member.
+"""Repair on a data server: replace copies that failed verification (found by a read,
+the scrubber or a verified presence check) with a good copy from another ring member.
 
-Owns the scrub cursor and the repair pass. A repair only ever replaces a copy the
+Owns the repair pass. A repair only ever replaces a copy the
 store marked corrupt with bytes another server verified for the same id; it never
 creates chunks this server did not hold and never deletes any.
 """
@@ -29,17 +28,12 @@ log = logging.getLogger(__name__)
 # A repair pass costs nothing when no copy is marked, so it runs often: a copy found
 # bad by a reader is replaced within about a second.
 REPAIR_INTERVAL_S = 1.0
-SCRUB_EVERY_PASSES = 5
-# Chunks verified per pass: each is read whole, so a slow walk (at most 16 MiB per
-# 5 s with 4 MiB chunks, about 3 MB/s) that leaves disk and CPU to clients; reads
-# and presence checks verify what they touch anyway.
-SCRUB_BATCH = 4
 PEER_TIMEOUT_S = 30.0
 OK = data_pb2.CHUNK_STATUS_OK
 
 
 class Upkeep:
-    """Scrub and repair for one data server."""
+    """Repair of corrupt copies for one data server."""
 
     def __init__(self, store: ChunkStore, ring: RingView, self_addr: str,
                  peers: PeerChannels) -> None:
@@ -47,35 +41,17 @@ class Upkeep:
         self.ring = ring
         self.self_addr = self_addr
         self.peers = peers
-        self._scrub_from = 0
         self._rings = RingCache()
         self.repaired = 0
         self.unrepaired = 0  # corrupt copies with no good copy found on the last pass
 
     async def loop(self, stop: asyncio.Event) -> None:
-        passes = 0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), REPAIR_INTERVAL_S)
             if stop.is_set():
                 return
-            passes += 1
-            if passes % SCRUB_EVERY_PASSES == 0:
-                await self.scrub_once()
             await self.repair_once()
-
-    async def scrub_once(self, batch: int = SCRUB_BATCH) -> int:
-        """Verify the next `batch` chunks (wrapping around); the number found corrupt.
-        A failed verification marks the chunk for repair."""
-        chunk_ids = self.store.chunk_ids(self._scrub_from, batch)
-        self._scrub_from = chunk_ids[-1] + 1 if len(chunk_ids) == batch else 0
-        bad = 0
-        for chunk_id in chunk_ids:
-            if not await asyncio.to_thread(self.store.verify, chunk_id) and self.store.has(
-                chunk_id
-            ):
-                bad += 1
-        return bad
 
     async def repair_once(self) -> int:
         """Replace every copy marked corrupt with a good one from a peer; the number

@@ -19,15 +19,18 @@ from dfs.auth import ClusterSecret, SecretError, secret_from_args
 from dfs.client.retry import LeaderChannels
 from dfs.config import ConfigError, require
 from dfs.data.admin import DataAdminService
-from dfs.data.antientropy import AntiEntropy
+from dfs.data.antientropy import PASS_INTERVAL_S, AntiEntropy
 from dfs.data.chain import PeerChannels
 from dfs.data.gc import GarbageCollector
 from dfs.data.load import Load
 from dfs.data.membership import Membership, RegistrationRefused, ServerIdentity
+from dfs.data.pacing import MB, BytePacer
 from dfs.data.repair import Upkeep
 from dfs.data.ringview import RingView
+from dfs.data.scrub import DEFAULT_RATE_MBPS, REST_BETWEEN_PASSES_S, Scrubber
 from dfs.data.service import DataService
 from dfs.data.store import ChunkStore
+from dfs.data.sweep import DEFAULT_GRACE_S, SWEEP_INTERVAL_S, OrphanSweep
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
 from dfs.rpc import admin_pb2_grpc, data_pb2_grpc
@@ -37,6 +40,9 @@ log = logging.getLogger("dfs.data")
 
 # Uploads are at most 64 MiB; at disk speed they finish well inside this.
 WRITE_DRAIN_S = 10.0
+# Repair and rebalance pushes: 20 MB/s moves a lost 1 TB server's share in about
+# half a day per pushing server while leaving most of a disk to clients.
+DEFAULT_REPAIR_RATE_MBPS = 20.0
 
 
 class UsageError(Exception):
@@ -53,6 +59,32 @@ class DataSettings:
     weight: int
     domain: str
     capacity: int
+    lifecycle: Lifecycle
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Rates and periods of the background work (defaults suit production; tests
+    shorten them)."""
+
+    scrub_rate_mbps: float = DEFAULT_RATE_MBPS
+    scrub_rest_s: float = REST_BETWEEN_PASSES_S
+    repair_rate_mbps: float = DEFAULT_REPAIR_RATE_MBPS
+    pass_interval_s: float = PASS_INTERVAL_S
+    sweep_interval_s: float = SWEEP_INTERVAL_S
+    sweep_grace_s: float = DEFAULT_GRACE_S
+
+
+def lifecycle_from_args(args: argparse.Namespace) -> Lifecycle:
+    defaults = Lifecycle()
+    values = {name: getattr(args, name, None) for name in vars(defaults)}
+    lifecycle = Lifecycle(**{k: v if v is not None else getattr(defaults, k)
+                             for k, v in values.items()})
+    if min(vars(lifecycle).values()) < 0:
+        raise UsageError("scrub, repair and sweep rates and periods must be >= 0")
+    if lifecycle.pass_interval_s <= 0 or lifecycle.sweep_interval_s <= 0:
+        raise UsageError("--pass-interval-s and --sweep-interval-s must be > 0")
+    return lifecycle
 
 
 def settings_from_args(args: argparse.Namespace) -> DataSettings:
@@ -77,7 +109,7 @@ def settings_from_args(args: argparse.Namespace) -> DataSettings:
         raise UsageError(str(err)) from err
     return DataSettings(
         args.id, args.listen, meta_addrs, Path(args.data_dir), secret, args.weight,
-        args.domain or "", args.capacity,
+        args.domain or "", args.capacity, lifecycle_from_args(args),
     )
 
 
@@ -107,10 +139,7 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
     service = DataService(store, ring, settings.listen, load, peers)
     server = GrpcServer(settings.listen, settings.secret)
     server.add(lambda s: data_pb2_grpc.add_DataServicer_to_server(service, s))
-    admin = DataAdminService(
-        settings.server_id, cluster_id, settings.listen, store, ring, settings.capacity
-    )
-    server.add(lambda s: admin_pb2_grpc.add_AdminServicer_to_server(admin, s))
+    lifecycle = settings.lifecycle
     channels = LeaderChannels(settings.meta_addrs, settings.secret)
     identity = ServerIdentity(
         settings.server_id, settings.listen, settings.weight, settings.domain, cluster_id,
@@ -118,11 +147,21 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
     )
     collector = GarbageCollector(channels, settings.server_id, settings.listen, store, ring, peers)
     upkeep = Upkeep(store, ring, settings.listen, peers)
-    anti_entropy = AntiEntropy(channels, store, ring, settings.listen, peers)
+    anti_entropy = AntiEntropy(channels, store, ring, settings.listen, peers,
+                               BytePacer(lifecycle.repair_rate_mbps * MB),
+                               lifecycle.pass_interval_s)
+    scrubber = Scrubber(store, lifecycle.scrub_rate_mbps, lifecycle.scrub_rest_s)
+    sweep = OrphanSweep(channels, store, lifecycle.sweep_grace_s, lifecycle.sweep_interval_s)
     membership = Membership(
         channels, identity, store, load, ring,
-        health_figures=lambda: (anti_entropy.under_replicated, upkeep.unrepaired),
+        health_figures=lambda: (anti_entropy.last, upkeep.unrepaired),
+        on_new_ring=anti_entropy.wake.set,
     )
+    admin = DataAdminService(
+        settings.server_id, cluster_id, settings.listen, store, ring, settings.capacity,
+        scrubber, anti_entropy, upkeep,
+    )
+    server.add(lambda s: admin_pb2_grpc.add_AdminServicer_to_server(admin, s))
     await server.set_serving(False)  # SERVING only once registered in the ring
     await server.start()
     stop = asyncio.Event()
@@ -138,6 +177,8 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
                 asyncio.ensure_future(collector.loop(stop)),
                 asyncio.ensure_future(upkeep.loop(stop)),
                 asyncio.ensure_future(anti_entropy.loop(stop)),
+                asyncio.ensure_future(scrubber.loop(stop)),
+                asyncio.ensure_future(sweep.loop(stop)),
             ]
             await stop.wait()
             # Heartbeats, ring fetches, GC, scrub and repair passes are safe to abandon

@@ -65,6 +65,9 @@ class ClusterService(meta_pb2_grpc.ClusterServicer):
                 load=request.load,
                 under_replicated=request.under_replicated,
                 lost=request.lost,
+                misplaced=request.misplaced,
+                pass_epoch=request.pass_epoch,
+                live_held=request.live_held,
             ),
         )
         epoch = self.proposer.state.namespace.state.ring.ring().epoch

@@ -38,6 +38,9 @@ class DataServerSeen:
     load: int = 0
     under_replicated: int = 0
     lost: int = 0
+    misplaced: int = 0
+    pass_epoch: int = 0  # ring epoch of its last complete anti-entropy pass
+    live_held: int = 0
     reported_at: float = 0.0
 
 

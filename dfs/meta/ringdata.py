@@ -11,9 +11,8 @@ import errno
 from dataclasses import dataclass, replace
 
 from dfs.meta.types import MemberState, Ring, RingMember
+from dfs.placement.members import DEFAULT_REPLICAS, DEFAULT_VNODES_PER_WEIGHT
 
-DEFAULT_REPLICAS = 3
-DEFAULT_VNODES_PER_WEIGHT = 64
 _STATES = frozenset(MemberState)
 
 

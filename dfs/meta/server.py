@@ -208,7 +208,7 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
             ClusterService(proposer, duties, cluster_id), s
         ),
         lambda s: admin_pb2_grpc.add_AdminServicer_to_server(
-            MetaAdminService(node, proposer, cluster_id, settings.listen), s
+            MetaAdminService(node, proposer, cluster_id, settings.listen, duties), s
         ),
     ]
     server = GrpcServer(settings.listen, settings.secret)

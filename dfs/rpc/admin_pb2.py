@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from dfs.rpc import common_pb2 as dfs_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64\x66s/v1/admin.proto\x12\x06\x64\x66s.v1\x1a\x13\x64\x66s/v1/common.proto\"%\n\rStatusRequest\x12\x14\n\x0cstate_digest\x18\x01 \x01(\x08\"\xbd\x03\n\nMetaStatus\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x14\n\x0c\x62\x61llot_round\x18\x02 \x01(\x04\x12\x13\n\x0b\x62\x61llot_node\x18\x03 \x01(\r\x12\x0e\n\x06\x63hosen\x18\x04 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x05 \x01(\x04\x12\x10\n\x08lease_ms\x18\x06 \x01(\r\x12\x11\n\tleader_id\x18\x07 \x01(\r\x12.\n\x06voters\x18\x08 \x03(\x0b\x32\x1e.dfs.v1.MetaStatus.VotersEntry\x12\x32\n\x08learners\x18\t \x03(\x0b\x32 .dfs.v1.MetaStatus.LearnersEntry\x12\x15\n\rsnapshot_slot\x18\n \x01(\x04\x12\x12\n\nwal_fsyncs\x18\x0b \x01(\x04\x12\x11\n\twal_bytes\x18\x0c \x01(\x04\x12\x18\n\x10\x63ommands_applied\x18\r \x01(\x04\x12\x14\n\x0cstate_digest\x18\x0e \x01(\x04\x1a-\n\x0bVotersEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rLearnersEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"P\n\nDataStatus\x12\x10\n\x08\x63\x61pacity\x18\x01 \x01(\x04\x12\x0c\n\x04used\x18\x02 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x04\x12\x12\n\nring_epoch\x18\x04 \x01(\x04\"\xc4\x01\n\x0bStatusReply\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.dfs.v1.ServerKind\x12\n\n\x02id\x18\x02 \x01(\r\x12\x12\n\ncluster_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x05 \x01(\t\x12\x10\n\x08uptime_s\x18\x06 \x01(\x01\x12 \n\x04meta\x18\x07 \x01(\x0b\x32\x12.dfs.v1.MetaStatus\x12 \n\x04\x64\x61ta\x18\x08 \x01(\x0b\x32\x12.dfs.v1.DataStatus\"-\n\x11MembershipRequest\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\"#\n\x15TransferLeaderRequest\x12\n\n\x02id\x18\x01 \x01(\r\")\n\nAdminReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"/\n\x11\x44\x61taMemberRequest\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0e\n\x06weight\x18\x02 \x01(\r\"<\n\x12ReplicationRequest\x12\x10\n\x08replicas\x18\x01 \x01(\r\x12\x14\n\x0cmin_replicas\x18\x02 \x01(\r*U\n\nServerKind\x12\x1b\n\x17SERVER_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10SERVER_KIND_META\x10\x01\x12\x14\n\x10SERVER_KIND_DATA\x10\x02\x32\x8f\x05\n\x05\x41\x64min\x12\x34\n\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x13.dfs.v1.StatusReply\x12\x38\n\x07MetaAdd\x12\x19.dfs.v1.MembershipRequest\x1a\x12.dfs.v1.AdminReply\x12;\n\nMetaRemove\x12\x19.dfs.v1.MembershipRequest\x1a\x12.dfs.v1.AdminReply\x12G\n\x12MetaTransferLeader\x12\x1d.dfs.v1.TransferLeaderRequest\x1a\x12.dfs.v1.AdminReply\x12\x31\n\x0cMetaSnapshot\x12\r.dfs.v1.Empty\x1a\x12.dfs.v1.AdminReply\x12:\n\tDataDrain\x12\x19.dfs.v1.DataMemberRequest\x1a\x12.dfs.v1.AdminReply\x12\x38\n\x07\x44\x61taOut\x12\x19.dfs.v1.DataMemberRequest\x1a\x12.dfs.v1.AdminReply\x12;\n\nDataRemove\x12\x19.dfs.v1.DataMemberRequest\x1a\x12.dfs.v1.AdminReply\x12;\n\nDataWeight\x12\x19.dfs.v1.DataMemberRequest\x1a\x12.dfs.v1.AdminReply\x12\'\n\x08RingShow\x12\r.dfs.v1.Empty\x1a\x0c.dfs.v1.Ring\x12\x44\n\x12RingSetReplication\x12\x1a.dfs.v1.ReplicationRequest\x1a\x12.dfs.v1.AdminReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64\x66s/v1/admin.proto\x12\x06\x64\x66s.v1\x1a\x13\x64\x66s/v1/common.proto\"%\n\rStatusRequest\x12\x14\n\x0cstate_digest\x18\x01 \x01(\x08\"\xbd\x03\n\nMetaStatus\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x14\n\x0c\x62\x61llot_round\x18\x02 \x01(\x04\x12\x13\n\x0b\x62\x61llot_node\x18\x03 \x01(\r\x12\x0e\n\x06\x63hosen\x18\x04 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x05 \x01(\x04\x12\x10\n\x08lease_ms\x18\x06 \x01(\r\x12\x11\n\tleader_id\x18\x07 \x01(\r\x12.\n\x06voters\x18\x08 \x03(\x0b\x32\x1e.dfs.v1.MetaStatus.VotersEntry\x12\x32\n\x08learners\x18\t \x03(\x0b\x32 .dfs.v1.MetaStatus.LearnersEntry\x12\x15\n\rsnapshot_slot\x18\n \x01(\x04\x12\x12\n\nwal_fsyncs\x18\x0b \x01(\x04\x12\x11\n\twal_bytes\x18\x0c \x01(\x04\x12\x18\n\x10\x63ommands_applied\x18\r \x01(\x04\x12\x14\n\x0cstate_digest\x18\x0e \x01(\x04\x1a-\n\x0bVotersEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rLearnersEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd8\x02\n\nDataStatus\x12\x10\n\x08\x63\x61pacity\x18\x01 \x01(\x04\x12\x0c\n\x04used\x18\x02 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x04\x12\x12\n\nring_epoch\x18\x04 \x01(\x04\x12\x15\n\rscrub_running\x18\x05 \x01(\x08\x12\x14\n\x0cscrub_passes\x18\x06 \x01(\x04\x12\x14\n\x0cscrub_chunks\x18\x07 \x01(\x04\x12\x13\n\x0bscrub_bytes\x18\x08 \x01(\x04\x12\x11\n\tscrub_bad\x18\t \x01(\x04\x12\x12\n\nscrub_rate\x18\n \x01(\x01\x12\x17\n\x0fscrub_last_pass\x18\x0b \x01(\x01\x12\x0e\n\x06pushed\x18\x0c \x01(\x04\x12\x14\n\x0cpushed_bytes\x18\r \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x0e \x01(\x04\x12\x11\n\tmisplaced\x18\x0f \x01(\x04\x12\x12\n\npass_epoch\x18\x10 \x01(\x04\x12\x10\n\x08repaired\x18\x11 \x01(\x04\"\xc4\x01\n\x0bStatusReply\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.dfs.v1.ServerKind\x12\n\n\x02id\x18\x02 \x01(\r\x12\x12\n\ncluster_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x05 \x01(\t\x12\x10\n\x08uptime_s\x18\x06 \x01(\x01\x12 \n\x04meta\x18\x07 \x01(\x0b\x32\x12.dfs.v1.MetaStatus\x12 \n\x04\x64\x61ta\x18\x08 \x01(\x0b\x32\x12.dfs.v1.DataStatus\"-\n\x11MembershipRequest\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\"#\n\x15TransferLeaderRequest\x12\n\n\x02id\x18\x01 \x01(\r\")\n\nAdminReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"/\n\x11\x44\x61taMemberRequest\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0e\n\x06weight\x18\x02 \x01(\r\"<\n\x12ReplicationRequest\x12\x10\n\x08replicas\x18\x01 \x01(\r\x12\x14\n\x0cmin_replicas\x18\x02 \x01(\r\"!\n\x0cScrubRequest\x12\x11\n\trate_mbps\x18\x01 \x01(\x01\"\x80\x02\n\x0e\x44\x61taServerInfo\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\r\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\x12\x13\n\x0bheard_s_ago\x18\x06 \x01(\x01\x12\x10\n\x08\x63\x61pacity\x18\x07 \x01(\x04\x12\x0c\n\x04used\x18\x08 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\t \x01(\x04\x12\x18\n\x10under_replicated\x18\n \x01(\x04\x12\x0c\n\x04lost\x18\x0b \x01(\x04\x12\x11\n\tmisplaced\x18\x0c \x01(\x04\x12\x12\n\npass_epoch\x18\r \x01(\x04\x12\x11\n\tlive_held\x18\x0e \x01(\x04\"\xbf\x01\n\rDataListReply\x12\x12\n\nring_epoch\x18\x01 \x01(\x04\x12\x10\n\x08replicas\x18\x02 \x01(\r\x12\'\n\x07servers\x18\x03 \x03(\x0b\x32\x16.dfs.v1.DataServerInfo\x12\x18\n\x10under_replicated\x18\x04 \x01(\x04\x12\x0c\n\x04lost\x18\x05 \x01(\x04\x12\x11\n\tmisplaced\x18\x06 \x01(\x04\x12\x0f\n\x07settled\x18\x07 \x01(\x08\x12\x13\n\x0blive_chunks\x18\x08 \x01(\x04\"[\n\x0fRingPlanRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\r\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\r\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\"O\n\nMemberMove\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0e\n\x06gained\x18\x02 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x03 \x01(\x04\x12\x14\n\x0cgained_bytes\x18\x04 \x01(\x04\"\xc5\x01\n\rRingPlanReply\x12\x12\n\nfrom_epoch\x18\x01 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x04\x12\x14\n\x0c\x63hunks_moved\x18\x03 \x01(\x04\x12\x15\n\rcopies_before\x18\x04 \x01(\x04\x12\x14\n\x0c\x63opies_moved\x18\x05 \x01(\x04\x12\x13\n\x0b\x62ytes_moved\x18\x06 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x04\x12#\n\x07members\x18\x08 \x03(\x0b\x32\x12.dfs.v1.MemberMove*U\n\nServerKind\x12\x1b\n\x17SERVER_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10SERVER_KIND_META\x10\x01\x12\x14\n\x10SERVER_KIND_DATA\x10\x02\x32\xb5\x06\n\x05\x41\x64min\x12\x34\n\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x13.dfs.v1.StatusReply\x12\x38\n\x07MetaAdd\x12\x19.dfs.v1.MembershipRequest\x1a\x12.dfs.v1.AdminReply\x12;\n\nMetaRemove\x12\x19.dfs.v1.MembershipRequest\x1a\x12.dfs.v1.AdminReply\x12G\n\x12MetaTransferLeader\x12\x1d.dfs.v1.TransferLeaderRequest\x1a\x12.dfs.v1.AdminReply\x12\x31\n\x0cMetaSnapshot\x12\r.dfs.v1.Empty\x1a\x12.dfs.v1.AdminReply\x12:\n\tDataDrain\x12\x19.dfs.v1.DataMemberRequest\x1a\x12.dfs.v1.AdminReply\x12\x38\n\x07\x44\x61taOut\x12\x19.dfs.v1.DataMemberRequest\x1a\x12.dfs.v1.AdminReply\x12;\n\nDataRemove\x12\x19.dfs.v1.DataMemberRequest\x1a\x12.dfs.v1.AdminReply\x12;\n\nDataWeight\x12\x19.dfs.v1.DataMemberRequest\x1a\x12.dfs.v1.AdminReply\x12\'\n\x08RingShow\x12\r.dfs.v1.Empty\x1a\x0c.dfs.v1.Ring\x12\x44\n\x12RingSetReplication\x12\x1a.dfs.v1.ReplicationRequest\x1a\x12.dfs.v1.AdminReply\x12\x30\n\x08\x44\x61taList\x12\r.dfs.v1.Empty\x1a\x15.dfs.v1.DataListReply\x12:\n\x08RingPlan\x12\x17.dfs.v1.RingPlanRequest\x1a\x15.dfs.v1.RingPlanReply\x12\x36\n\nScrubStart\x12\x14.dfs.v1.ScrubRequest\x1a\x12.dfs.v1.AdminReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METASTATUS_VOTERSENTRY']._serialized_options = b'8\001'
   _globals['_METASTATUS_LEARNERSENTRY']._loaded_options = None
   _globals['_METASTATUS_LEARNERSENTRY']._serialized_options = b'8\001'
-  _globals['_SERVERKIND']._serialized_start=1057
-  _globals['_SERVERKIND']._serialized_end=1142
+  _globals['_SERVERKIND']._serialized_start=2184
+  _globals['_SERVERKIND']._serialized_end=2269
   _globals['_STATUSREQUEST']._serialized_start=51
   _globals['_STATUSREQUEST']._serialized_end=88
   _globals['_METASTATUS']._serialized_start=91
@@ -47,20 +47,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METASTATUS_VOTERSENTRY']._serialized_end=487
   _globals['_METASTATUS_LEARNERSENTRY']._serialized_start=489
   _globals['_METASTATUS_LEARNERSENTRY']._serialized_end=536
-  _globals['_DATASTATUS']._serialized_start=538
-  _globals['_DATASTATUS']._serialized_end=618
-  _globals['_STATUSREPLY']._serialized_start=621
-  _globals['_STATUSREPLY']._serialized_end=817
-  _globals['_MEMBERSHIPREQUEST']._serialized_start=819
-  _globals['_MEMBERSHIPREQUEST']._serialized_end=864
-  _globals['_TRANSFERLEADERREQUEST']._serialized_start=866
-  _globals['_TRANSFERLEADERREQUEST']._serialized_end=901
-  _globals['_ADMINREPLY']._serialized_start=903
-  _globals['_ADMINREPLY']._serialized_end=944
-  _globals['_DATAMEMBERREQUEST']._serialized_start=946
-  _globals['_DATAMEMBERREQUEST']._serialized_end=993
-  _globals['_REPLICATIONREQUEST']._serialized_start=995
-  _globals['_REPLICATIONREQUEST']._serialized_end=1055
-  _globals['_ADMIN']._serialized_start=1145
-  _globals['_ADMIN']._serialized_end=1800
+  _globals['_DATASTATUS']._serialized_start=539
+  _globals['_DATASTATUS']._serialized_end=883
+  _globals['_STATUSREPLY']._serialized_start=886
+  _globals['_STATUSREPLY']._serialized_end=1082
+  _globals['_MEMBERSHIPREQUEST']._serialized_start=1084
+  _globals['_MEMBERSHIPREQUEST']._serialized_end=1129
+  _globals['_TRANSFERLEADERREQUEST']._serialized_start=1131
+  _globals['_TRANSFERLEADERREQUEST']._serialized_end=1166
+  _globals['_ADMINREPLY']._serialized_start=1168
+  _globals['_ADMINREPLY']._serialized_end=1209
+  _globals['_DATAMEMBERREQUEST']._serialized_start=1211
+  _globals['_DATAMEMBERREQUEST']._serialized_end=1258
+  _globals['_REPLICATIONREQUEST']._serialized_start=1260
+  _globals['_REPLICATIONREQUEST']._serialized_end=1320
+  _globals['_SCRUBREQUEST']._serialized_start=1322
+  _globals['_SCRUBREQUEST']._serialized_end=1355
+  _globals['_DATASERVERINFO']._serialized_start=1358
+  _globals['_DATASERVERINFO']._serialized_end=1614
+  _globals['_DATALISTREPLY']._serialized_start=1617
+  _globals['_DATALISTREPLY']._serialized_end=1808
+  _globals['_RINGPLANREQUEST']._serialized_start=1810
+  _globals['_RINGPLANREQUEST']._serialized_end=1901
+  _globals['_MEMBERMOVE']._serialized_start=1903
+  _globals['_MEMBERMOVE']._serialized_end=1982
+  _globals['_RINGPLANREPLY']._serialized_start=1985
+  _globals['_RINGPLANREPLY']._serialized_end=2182
+  _globals['_ADMIN']._serialized_start=2272
+  _globals['_ADMIN']._serialized_end=3093
 # @@protoc_insertion_point(module_scope)

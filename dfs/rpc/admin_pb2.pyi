@@ -198,6 +198,19 @@ class DataStatus(_message.Message):
     USED_FIELD_NUMBER: _builtins.int
     CHUNKS_FIELD_NUMBER: _builtins.int
     RING_EPOCH_FIELD_NUMBER: _builtins.int
+    SCRUB_RUNNING_FIELD_NUMBER: _builtins.int
+    SCRUB_PASSES_FIELD_NUMBER: _builtins.int
+    SCRUB_CHUNKS_FIELD_NUMBER: _builtins.int
+    SCRUB_BYTES_FIELD_NUMBER: _builtins.int
+    SCRUB_BAD_FIELD_NUMBER: _builtins.int
+    SCRUB_RATE_FIELD_NUMBER: _builtins.int
+    SCRUB_LAST_PASS_FIELD_NUMBER: _builtins.int
+    PUSHED_FIELD_NUMBER: _builtins.int
+    PUSHED_BYTES_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    MISPLACED_FIELD_NUMBER: _builtins.int
+    PASS_EPOCH_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
     capacity: _builtins.int
     """Capacity of its data filesystem in bytes."""
     used: _builtins.int
@@ -206,6 +219,32 @@ class DataStatus(_message.Message):
     """Chunks held."""
     ring_epoch: _builtins.int
     """Ring epoch it knows."""
+    scrub_running: _builtins.bool
+    """Scrub: a pass is running now."""
+    scrub_passes: _builtins.int
+    """Scrub: full passes completed since start."""
+    scrub_chunks: _builtins.int
+    """Scrub: chunks verified in the current (or last) pass."""
+    scrub_bytes: _builtins.int
+    """Scrub: bytes verified in the current (or last) pass."""
+    scrub_bad: _builtins.int
+    """Scrub: bad copies found since start."""
+    scrub_rate: _builtins.float
+    """Scrub: current rate limit in bytes per second (0 = unpaced)."""
+    scrub_last_pass: _builtins.float
+    """Scrub: Unix time the last full pass finished (0 = none yet)."""
+    pushed: _builtins.int
+    """Anti-entropy: copies pushed to their homes since start."""
+    pushed_bytes: _builtins.int
+    """Anti-entropy: bytes pushed since start."""
+    dropped: _builtins.int
+    """Anti-entropy: copies dropped (owned elsewhere) since start."""
+    misplaced: _builtins.int
+    """Anti-entropy: live copies held that are no home's, after the last pass."""
+    pass_epoch: _builtins.int
+    """Anti-entropy: ring epoch of the last complete pass."""
+    repaired: _builtins.int
+    """Repair: corrupt copies replaced from a good one since start."""
     def __init__(
         self,
         *,
@@ -213,10 +252,23 @@ class DataStatus(_message.Message):
         used: _builtins.int = ...,
         chunks: _builtins.int = ...,
         ring_epoch: _builtins.int = ...,
+        scrub_running: _builtins.bool = ...,
+        scrub_passes: _builtins.int = ...,
+        scrub_chunks: _builtins.int = ...,
+        scrub_bytes: _builtins.int = ...,
+        scrub_bad: _builtins.int = ...,
+        scrub_rate: _builtins.float = ...,
+        scrub_last_pass: _builtins.float = ...,
+        pushed: _builtins.int = ...,
+        pushed_bytes: _builtins.int = ...,
+        dropped: _builtins.int = ...,
+        misplaced: _builtins.int = ...,
+        pass_epoch: _builtins.int = ...,
+        repaired: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "chunks", b"chunks", "ring_epoch", b"ring_epoch", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "chunks", b"chunks", "dropped", b"dropped", "misplaced", b"misplaced", "pass_epoch", b"pass_epoch", "pushed", b"pushed", "pushed_bytes", b"pushed_bytes", "repaired", b"repaired", "ring_epoch", b"ring_epoch", "scrub_bad", b"scrub_bad", "scrub_bytes", b"scrub_bytes", "scrub_chunks", b"scrub_chunks", "scrub_last_pass", b"scrub_last_pass", "scrub_passes", b"scrub_passes", "scrub_rate", b"scrub_rate", "scrub_running", b"scrub_running", "used", b"used"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -401,3 +453,277 @@ class ReplicationRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplicationRequest: _TypeAlias = ReplicationRequest  # noqa: Y015
+
+@_typing.final
+class ScrubRequest(_message.Message):
+    """Starts a scrub pass on a data server."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATE_MBPS_FIELD_NUMBER: _builtins.int
+    rate_mbps: _builtins.float
+    """Rate limit of this pass in MB/s (0 = the server's configured rate)."""
+    def __init__(
+        self,
+        *,
+        rate_mbps: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rate_mbps", b"rate_mbps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScrubRequest: _TypeAlias = ScrubRequest  # noqa: Y015
+
+@_typing.final
+class DataServerInfo(_message.Message):
+    """One data server as the metadata leader sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ADDR_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    HEARD_S_AGO_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    UNDER_REPLICATED_FIELD_NUMBER: _builtins.int
+    LOST_FIELD_NUMBER: _builtins.int
+    MISPLACED_FIELD_NUMBER: _builtins.int
+    PASS_EPOCH_FIELD_NUMBER: _builtins.int
+    LIVE_HELD_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Data server id."""
+    addr: _builtins.str
+    """host:port of its Data service."""
+    state: _builtins.str
+    """up, down, out or draining."""
+    weight: _builtins.int
+    """Relative capacity."""
+    domain: _builtins.str
+    """Failure-domain label."""
+    heard_s_ago: _builtins.float
+    """Seconds since its last heartbeat reached this leader (-1 = not heard yet)."""
+    capacity: _builtins.int
+    """Capacity in bytes."""
+    used: _builtins.int
+    """Bytes used by chunks."""
+    chunks: _builtins.int
+    """Chunks held."""
+    under_replicated: _builtins.int
+    """Live chunks under-replicated, as its last anti-entropy pass found (counted once
+    cluster-wide: by the holder that pushes).
+    """
+    lost: _builtins.int
+    """Chunks with no good copy found."""
+    misplaced: _builtins.int
+    """Live copies held that are no home's, still to be dropped."""
+    pass_epoch: _builtins.int
+    """Ring epoch of its last complete anti-entropy pass."""
+    live_held: _builtins.int
+    """Live chunks held after that pass."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        addr: _builtins.str = ...,
+        state: _builtins.str = ...,
+        weight: _builtins.int = ...,
+        domain: _builtins.str = ...,
+        heard_s_ago: _builtins.float = ...,
+        capacity: _builtins.int = ...,
+        used: _builtins.int = ...,
+        chunks: _builtins.int = ...,
+        under_replicated: _builtins.int = ...,
+        lost: _builtins.int = ...,
+        misplaced: _builtins.int = ...,
+        pass_epoch: _builtins.int = ...,
+        live_held: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addr", b"addr", "capacity", b"capacity", "chunks", b"chunks", "domain", b"domain", "heard_s_ago", b"heard_s_ago", "id", b"id", "live_held", b"live_held", "lost", b"lost", "misplaced", b"misplaced", "pass_epoch", b"pass_epoch", "state", b"state", "under_replicated", b"under_replicated", "used", b"used", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataServerInfo: _TypeAlias = DataServerInfo  # noqa: Y015
+
+@_typing.final
+class DataListReply(_message.Message):
+    """Every data server of the ring, and the cluster's totals."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RING_EPOCH_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    SERVERS_FIELD_NUMBER: _builtins.int
+    UNDER_REPLICATED_FIELD_NUMBER: _builtins.int
+    LOST_FIELD_NUMBER: _builtins.int
+    MISPLACED_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
+    LIVE_CHUNKS_FIELD_NUMBER: _builtins.int
+    ring_epoch: _builtins.int
+    """Current ring epoch."""
+    replicas: _builtins.int
+    """Copies of each chunk."""
+    under_replicated: _builtins.int
+    """Sum of the servers' under-replicated figures."""
+    lost: _builtins.int
+    """Sum of the servers' lost figures."""
+    misplaced: _builtins.int
+    """Sum of the servers' misplaced figures."""
+    settled: _builtins.bool
+    """Every up member has completed a pass at the current epoch."""
+    live_chunks: _builtins.int
+    """Live chunks in the namespace."""
+    @_builtins.property
+    def servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___DataServerInfo]:
+        """One entry per ring member."""
+
+    def __init__(
+        self,
+        *,
+        ring_epoch: _builtins.int = ...,
+        replicas: _builtins.int = ...,
+        servers: _abc.Iterable[Global___DataServerInfo] | None = ...,
+        under_replicated: _builtins.int = ...,
+        lost: _builtins.int = ...,
+        misplaced: _builtins.int = ...,
+        settled: _builtins.bool = ...,
+        live_chunks: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["live_chunks", b"live_chunks", "lost", b"lost", "misplaced", b"misplaced", "replicas", b"replicas", "ring_epoch", b"ring_epoch", "servers", b"servers", "settled", b"settled", "under_replicated", b"under_replicated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataListReply: _TypeAlias = DataListReply  # noqa: Y015
+
+@_typing.final
+class RingPlanRequest(_message.Message):
+    """A ring change to price without making it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    ADDR_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """add, remove, weight, drain or out."""
+    id: _builtins.int
+    """Data server id."""
+    addr: _builtins.str
+    """Its address (add only)."""
+    weight: _builtins.int
+    """Its weight (add, weight)."""
+    domain: _builtins.str
+    """Its failure domain (add only)."""
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        id: _builtins.int = ...,
+        addr: _builtins.str = ...,
+        weight: _builtins.int = ...,
+        domain: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "addr", b"addr", "domain", b"domain", "id", b"id", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RingPlanRequest: _TypeAlias = RingPlanRequest  # noqa: Y015
+
+@_typing.final
+class MemberMove(_message.Message):
+    """Copies one member would gain or lose."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    GAINED_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    GAINED_BYTES_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Data server id."""
+    gained: _builtins.int
+    """Copies it would receive."""
+    dropped: _builtins.int
+    """Copies it would no longer hold."""
+    gained_bytes: _builtins.int
+    """Bytes it would receive."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        gained: _builtins.int = ...,
+        dropped: _builtins.int = ...,
+        gained_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "gained", b"gained", "gained_bytes", b"gained_bytes", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberMove: _TypeAlias = MemberMove  # noqa: Y015
+
+@_typing.final
+class RingPlanReply(_message.Message):
+    """What a ring change would move."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_EPOCH_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    CHUNKS_MOVED_FIELD_NUMBER: _builtins.int
+    COPIES_BEFORE_FIELD_NUMBER: _builtins.int
+    COPIES_MOVED_FIELD_NUMBER: _builtins.int
+    BYTES_MOVED_FIELD_NUMBER: _builtins.int
+    BYTES_TOTAL_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    from_epoch: _builtins.int
+    """Epoch of the ring the plan starts from."""
+    chunks: _builtins.int
+    """Live chunks considered."""
+    chunks_moved: _builtins.int
+    """Chunks whose homes change."""
+    copies_before: _builtins.int
+    """Copies placed before the change."""
+    copies_moved: _builtins.int
+    """Copies that land on a member that was not a home before."""
+    bytes_moved: _builtins.int
+    """Bytes of those copies."""
+    bytes_total: _builtins.int
+    """Bytes of every live chunk, one copy each."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberMove]:
+        """Per member."""
+
+    def __init__(
+        self,
+        *,
+        from_epoch: _builtins.int = ...,
+        chunks: _builtins.int = ...,
+        chunks_moved: _builtins.int = ...,
+        copies_before: _builtins.int = ...,
+        copies_moved: _builtins.int = ...,
+        bytes_moved: _builtins.int = ...,
+        bytes_total: _builtins.int = ...,
+        members: _abc.Iterable[Global___MemberMove] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_moved", b"bytes_moved", "bytes_total", b"bytes_total", "chunks", b"chunks", "chunks_moved", b"chunks_moved", "copies_before", b"copies_before", "copies_moved", b"copies_moved", "from_epoch", b"from_epoch", "members", b"members"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RingPlanReply: _TypeAlias = RingPlanReply  # noqa: Y015

@@ -92,6 +92,21 @@ class AdminStub:
                 request_serializer=dfs_dot_v1_dot_admin__pb2.ReplicationRequest.SerializeToString,
                 response_deserializer=dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
                 _registered_method=True)
+        self.DataList = channel.unary_unary(
+                '/dfs.v1.Admin/DataList',
+                request_serializer=dfs_dot_v1_dot_common__pb2.Empty.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_admin__pb2.DataListReply.FromString,
+                _registered_method=True)
+        self.RingPlan = channel.unary_unary(
+                '/dfs.v1.Admin/RingPlan',
+                request_serializer=dfs_dot_v1_dot_admin__pb2.RingPlanRequest.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_admin__pb2.RingPlanReply.FromString,
+                _registered_method=True)
+        self.ScrubStart = channel.unary_unary(
+                '/dfs.v1.Admin/ScrubStart',
+                request_serializer=dfs_dot_v1_dot_admin__pb2.ScrubRequest.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -175,6 +190,27 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DataList(self, request, context):
+        """Every data server with its figures (metadata leader).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RingPlan(self, request, context):
+        """What a ring change would move, without making it (metadata leader).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScrubStart(self, request, context):
+        """Starts a scrub pass now (data servers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -231,6 +267,21 @@ def add_AdminServicer_to_server(servicer, server):
             'RingSetReplication': grpc.unary_unary_rpc_method_handler(
                     servicer.RingSetReplication,
                     request_deserializer=dfs_dot_v1_dot_admin__pb2.ReplicationRequest.FromString,
+                    response_serializer=dfs_dot_v1_dot_admin__pb2.AdminReply.SerializeToString,
+            ),
+            'DataList': grpc.unary_unary_rpc_method_handler(
+                    servicer.DataList,
+                    request_deserializer=dfs_dot_v1_dot_common__pb2.Empty.FromString,
+                    response_serializer=dfs_dot_v1_dot_admin__pb2.DataListReply.SerializeToString,
+            ),
+            'RingPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.RingPlan,
+                    request_deserializer=dfs_dot_v1_dot_admin__pb2.RingPlanRequest.FromString,
+                    response_serializer=dfs_dot_v1_dot_admin__pb2.RingPlanReply.SerializeToString,
+            ),
+            'ScrubStart': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScrubStart,
+                    request_deserializer=dfs_dot_v1_dot_admin__pb2.ScrubRequest.FromString,
                     response_serializer=dfs_dot_v1_dot_admin__pb2.AdminReply.SerializeToString,
             ),
     }
@@ -531,6 +582,87 @@ class Admin:
             target,
             '/dfs.v1.Admin/RingSetReplication',
             dfs_dot_v1_dot_admin__pb2.ReplicationRequest.SerializeToString,
+            dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DataList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.Admin/DataList',
+            dfs_dot_v1_dot_common__pb2.Empty.SerializeToString,
+            dfs_dot_v1_dot_admin__pb2.DataListReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RingPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.Admin/RingPlan',
+            dfs_dot_v1_dot_admin__pb2.RingPlanRequest.SerializeToString,
+            dfs_dot_v1_dot_admin__pb2.RingPlanReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScrubStart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.Admin/ScrubStart',
+            dfs_dot_v1_dot_admin__pb2.ScrubRequest.SerializeToString,
             dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
             options,
             channel_credentials,

@@ -57,6 +57,12 @@ class AdminStub:
     """The current ring."""
     RingSetReplication: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReplicationRequest, _admin_pb2.AdminReply]
     """Sets R and min_replicas for chunks written from now on."""
+    DataList: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _admin_pb2.DataListReply]
+    """Every data server with its figures (metadata leader)."""
+    RingPlan: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RingPlanRequest, _admin_pb2.RingPlanReply]
+    """What a ring change would move, without making it (metadata leader)."""
+    ScrubStart: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ScrubRequest, _admin_pb2.AdminReply]
+    """Starts a scrub pass now (data servers)."""
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -85,6 +91,12 @@ class AdminAsyncStub(AdminStub):
     """The current ring."""
     RingSetReplication: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReplicationRequest, _admin_pb2.AdminReply]  # type: ignore[assignment]
     """Sets R and min_replicas for chunks written from now on."""
+    DataList: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _admin_pb2.DataListReply]  # type: ignore[assignment]
+    """Every data server with its figures (metadata leader)."""
+    RingPlan: _aio.UnaryUnaryMultiCallable[_admin_pb2.RingPlanRequest, _admin_pb2.RingPlanReply]  # type: ignore[assignment]
+    """What a ring change would move, without making it (metadata leader)."""
+    ScrubStart: _aio.UnaryUnaryMultiCallable[_admin_pb2.ScrubRequest, _admin_pb2.AdminReply]  # type: ignore[assignment]
+    """Starts a scrub pass now (data servers)."""
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     """Admin service of every server."""
@@ -176,5 +188,29 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.AdminReply, _abc.Awaitable[_admin_pb2.AdminReply]]:
         """Sets R and min_replicas for chunks written from now on."""
+
+    @_abc_1.abstractmethod
+    def DataList(
+        self,
+        request: _common_pb2.Empty,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DataListReply, _abc.Awaitable[_admin_pb2.DataListReply]]:
+        """Every data server with its figures (metadata leader)."""
+
+    @_abc_1.abstractmethod
+    def RingPlan(
+        self,
+        request: _admin_pb2.RingPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RingPlanReply, _abc.Awaitable[_admin_pb2.RingPlanReply]]:
+        """What a ring change would move, without making it (metadata leader)."""
+
+    @_abc_1.abstractmethod
+    def ScrubStart(
+        self,
+        request: _admin_pb2.ScrubRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.AdminReply, _abc.Awaitable[_admin_pb2.AdminReply]]:
+        """Starts a scrub pass now (data servers)."""
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

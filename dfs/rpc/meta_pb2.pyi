@@ -1412,6 +1412,9 @@ class DataHeartbeatRequest(_message.Message):
     LOAD_FIELD_NUMBER: _builtins.int
     UNDER_REPLICATED_FIELD_NUMBER: _builtins.int
     LOST_FIELD_NUMBER: _builtins.int
+    MISPLACED_FIELD_NUMBER: _builtins.int
+    PASS_EPOCH_FIELD_NUMBER: _builtins.int
+    LIVE_HELD_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Data server id."""
     capacity: _builtins.int
@@ -1426,6 +1429,12 @@ class DataHeartbeatRequest(_message.Message):
     """Chunks it found under-replicated on its last anti-entropy pass."""
     lost: _builtins.int
     """Chunks it found lost (no good copy anywhere it looked)."""
+    misplaced: _builtins.int
+    """Live copies it holds that are no home's (still to be dropped)."""
+    pass_epoch: _builtins.int
+    """Ring epoch of its last complete anti-entropy pass (0 = none yet)."""
+    live_held: _builtins.int
+    """Live chunks it held after that pass."""
     def __init__(
         self,
         *,
@@ -1436,10 +1445,13 @@ class DataHeartbeatRequest(_message.Message):
         load: _builtins.int = ...,
         under_replicated: _builtins.int = ...,
         lost: _builtins.int = ...,
+        misplaced: _builtins.int = ...,
+        pass_epoch: _builtins.int = ...,
+        live_held: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "chunks", b"chunks", "id", b"id", "load", b"load", "lost", b"lost", "under_replicated", b"under_replicated", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "chunks", b"chunks", "id", b"id", "live_held", b"live_held", "load", b"load", "lost", b"lost", "misplaced", b"misplaced", "pass_epoch", b"pass_epoch", "under_replicated", b"under_replicated", "used", b"used"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

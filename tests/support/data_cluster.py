@@ -95,8 +95,7 @@ def ring_of_servers(
         Member(s.server_id, s.addr, 1, "", states.get(s.server_id, MemberState.UP))
         for s in servers
     )
-    config = RingConfig(epoch, members, replicas=replicas, vnodes_per_weight=64,
-                        min_replicas=min_replicas)
+    config = RingConfig(epoch, members, replicas=replicas, min_replicas=min_replicas)
     return config_to_proto(config)
 
 

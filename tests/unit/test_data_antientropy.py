@@ -1,7 +1,8 @@
 """Anti-entropy on in-process data servers with real stores, against a stand-in
 Cluster service that lists referenced chunks: a live chunk missing from a live home is
 pushed there by exactly one holder, orphans are never pushed, down homes are skipped,
-and the under-replicated count is reported."""
+the under-replicated count is reported, and a copy held by a server that is no home
+(a rebalance, a drain) is dropped only once every home holds a verified copy."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from dfs.client.retry import LeaderChannels, RetryPolicy
 from dfs.data.antientropy import AntiEntropy
 from dfs.placement.members import MemberState
+from dfs.placement.ring import Ring
 from dfs.placement.wire import config_from_proto
 from dfs.rpc import meta_pb2, meta_pb2_grpc
 from dfs.serving import GrpcServer
@@ -19,19 +21,23 @@ from tests.support.data_cluster import LocalDataServer, ring_of_servers, start_l
 
 
 class FakeRefs(meta_pb2_grpc.ClusterServicer):
-    def __init__(self, live: list[int]) -> None:
+    def __init__(self, live: list[int], sweep_horizon: int) -> None:
         self.live = sorted(live)
+        self.sweep_horizon = sweep_horizon
 
     async def ListChunkRefs(self, request: Any, context: Any) -> meta_pb2.ListChunkRefsReply:
         page = [c for c in self.live if c >= request.start][: request.limit]
         more = len(page) == request.limit and page[-1] != self.live[-1]
         return meta_pb2.ListChunkRefsReply(chunk_ids=page, refs=[1] * len(page),
-                                           next=page[-1] + 1 if more else 0)
+                                           next=page[-1] + 1 if more else 0,
+                                           sweep_horizon=self.sweep_horizon)
 
 
-async def start_refs(live: list[int]) -> tuple[GrpcServer, LeaderChannels]:
+async def start_refs(live: list[int],
+                     sweep_horizon: int = 2**63) -> tuple[GrpcServer, LeaderChannels]:
+    refs = FakeRefs(live, sweep_horizon)
     server = GrpcServer("127.0.0.1:0", None)
-    server.add(lambda s: meta_pb2_grpc.add_ClusterServicer_to_server(FakeRefs(live), s))
+    server.add(lambda s: meta_pb2_grpc.add_ClusterServicer_to_server(refs, s))
     await server.start()
     channels = LeaderChannels([f"127.0.0.1:{server.port}"], None,
                               RetryPolicy(deadline_s=5, attempt_timeout_s=2))
@@ -89,6 +95,93 @@ def test_a_down_home_is_skipped_and_counted_under_replicated(tmp_path: Path) -> 
             assert await first.run_pass() == 1  # to server 2 only
             assert servers[1].store.has(7) and not servers[2].store.has(7)
             assert first.under_replicated == 1
+        finally:
+            await channels.close()
+            await meta.stop(0)
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(body())
+
+
+def homes_and_stranger(servers: list[LocalDataServer], chunk_id: int,
+                       states: dict[int, MemberState] | None = None,
+                       ) -> tuple[list[LocalDataServer], LocalDataServer]:
+    ring = Ring(config_from_proto(ring_of_servers(servers, states=states)))
+    home_ids = {m.id for m in ring.preference_list(chunk_id)}
+    homes = [s for s in servers if s.server_id in home_ids]
+    return homes, next(s for s in servers if s.server_id not in home_ids)
+
+
+def test_a_copy_no_home_owns_is_pushed_home_then_dropped(tmp_path: Path) -> None:
+    async def body() -> None:
+        servers = await start_local_data_servers(4, tmp_path)  # R = 3 of 4
+        meta, channels = await start_refs(live=[5])
+        try:
+            homes, stranger = homes_and_stranger(servers, 5)
+            stranger.store.put(5, b"written before the ring changed")
+            homes[0].store.put(5, b"written before the ring changed")
+            stranger.store.put(6, b"an orphan is not ours to move")
+            by_id = {a.self_addr: a for a in agents(servers, channels)}
+            assert await by_id[stranger.addr].run_pass() == 0  # a home holds it: no push,
+            assert stranger.store.has(5)  # and no drop while two homes lack it
+            assert by_id[stranger.addr].last.misplaced == 1
+            assert await by_id[homes[0].addr].run_pass() == 2  # the first holder pushes
+            await by_id[stranger.addr].run_pass()
+            for home in homes:
+                assert home.store.read(5) == b"written before the ring changed"
+            assert not stranger.store.has(5)  # every home confirmed: dropped
+            assert by_id[stranger.addr].dropped == 1
+            assert by_id[stranger.addr].last.misplaced == 0
+            assert by_id[stranger.addr].last.live_held == 0
+            assert stranger.store.has(6)  # unreferenced here: the sweep's, not ours
+        finally:
+            await channels.close()
+            await meta.stop(0)
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(body())
+
+
+def test_no_copy_is_dropped_while_a_home_is_down(tmp_path: Path) -> None:
+    async def body() -> None:
+        servers = await start_local_data_servers(4, tmp_path)
+        meta, channels = await start_refs(live=[5])
+        try:
+            homes, stranger = homes_and_stranger(servers, 5)
+            for server in servers:
+                server.store.put(5, b"x" * 1000)
+            down = {homes[0].server_id: MemberState.DOWN}
+            by_id = {a.self_addr: a for a in agents(servers, channels, states=down)}
+            await by_id[stranger.addr].run_pass()
+            assert stranger.store.has(5)
+            assert by_id[stranger.addr].last.misplaced == 1
+        finally:
+            await channels.close()
+            await meta.stop(0)
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(body())
+
+
+def test_a_draining_server_hands_everything_to_the_homes(tmp_path: Path) -> None:
+    async def body() -> None:
+        servers = await start_local_data_servers(4, tmp_path)
+        chunk_ids = list(range(100, 140))
+        meta, channels = await start_refs(live=chunk_ids)
+        try:
+            draining = servers[0]
+            for chunk_id in chunk_ids:
+                draining.store.put(chunk_id, chunk_id.to_bytes(8, "little") * 100)
+            by_id = {a.self_addr: a for a in
+                     agents(servers, channels, states={1: MemberState.DRAINING})}
+            await by_id[draining.addr].run_pass()
+            assert draining.store.chunk_count == 0
+            for server in servers[1:]:  # three servers left for R = 3: each holds all
+                for chunk_id in chunk_ids:
+                    assert server.store.read(chunk_id) == chunk_id.to_bytes(8, "little") * 100
         finally:
             await channels.close()
             await meta.stop(0)

@@ -1,0 +1,50 @@
+"""What every `dfs admin` command shares: exit codes, the usage error, the target
+cluster, a server's status and the metadata leader's address."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from dfs.auth import ClusterSecret, sync_channel
+from dfs.rpc import admin_pb2, admin_pb2_grpc
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+STATUS_TIMEOUT_S = 2.0
+
+
+class AdminUsageError(Exception):
+    """Bad arguments or an unusable cluster description."""
+
+
+@dataclass
+class Target:
+    meta_addrs: list[str]
+    secret: ClusterSecret | None
+
+
+def fetch_status(addr: str, secret: ClusterSecret | None) -> admin_pb2.StatusReply | None:
+    with sync_channel(addr, secret) as channel:
+        try:
+            reply: admin_pb2.StatusReply = admin_pb2_grpc.AdminStub(channel).Status(
+                admin_pb2.StatusRequest(), timeout=STATUS_TIMEOUT_S
+            )
+            return reply
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise AdminUsageError(f"{addr}: refused: wrong or missing --secret") from err
+            return None
+
+
+def leader_addr(target: Target) -> str:
+    for addr in target.meta_addrs:
+        status = fetch_status(addr, target.secret)
+        if status is None:
+            continue
+        if status.meta.role == "leader":
+            return addr
+        leader = status.meta.voters.get(status.meta.leader_id)
+        if leader:
+            return leader
+    raise AdminUsageError("no metadata leader found")

@@ -1,0 +1,279 @@
+"""`dfs admin data|ring|scrub|rebalance`: the data servers' lifecycle from the command
+line. Changes and figures go to the metadata leader; scrubs go to each data server
+of the ring. Human tables by default, --json for scripts; exit 0 healthy or done,
+1 problems found or refused, 2 usage or connection error (raised as AdminUsageError).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from dfs.admin.common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    AdminUsageError,
+    Target,
+    fetch_status,
+    leader_addr,
+)
+from dfs.auth import sync_channel
+from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
+
+CALL_TIMEOUT_S = 30.0
+# A server silent longer than this is shown as a problem (the leader marks it down at 5 s).
+SILENT_S = 5.0
+STATE_NAMES = {1: "up", 2: "down", 3: "out", 4: "draining"}
+
+USAGE = (
+    "data list | data out ID | data drain ID | data remove ID | data weight ID W | "
+    "ring show | ring plan add ID=HOST:PORT [W] | ring plan remove|drain|out ID | "
+    "ring plan weight ID W | scrub start [MB/S] | scrub status | rebalance status"
+)
+
+
+def _at_leader(target: Target, call: Callable[[admin_pb2_grpc.AdminStub], Any]) -> Any:
+    with sync_channel(leader_addr(target), target.secret) as channel:
+        return call(admin_pb2_grpc.AdminStub(channel))
+
+
+def _number(word: str, what: str) -> int:
+    if not word.isdigit() or int(word) == 0:
+        raise AdminUsageError(f"{what} must be a positive integer, got {word!r} ({USAGE})")
+    return int(word)
+
+
+def _as_dict(message: Any) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True,
+                         always_print_fields_with_no_presence=True)
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def data_command(target: Target, words: Sequence[str], as_json: bool) -> int:
+    if list(words) == ["list"]:
+        return data_list(target, as_json)
+    changes = {"out": "DataOut", "drain": "DataDrain", "remove": "DataRemove"}
+    if len(words) == 2 and words[0] in changes:
+        request = admin_pb2.DataMemberRequest(id=_number(words[1], "ID"))
+        method = changes[words[0]]
+    elif len(words) == 3 and words[0] == "weight":
+        request = admin_pb2.DataMemberRequest(id=_number(words[1], "ID"),
+                                              weight=_number(words[2], "W"))
+        method = "DataWeight"
+    else:
+        raise AdminUsageError(f"unknown data command: {' '.join(words)} ({USAGE})")
+    reply: admin_pb2.AdminReply = _at_leader(
+        target, lambda stub: getattr(stub, method)(request, timeout=CALL_TIMEOUT_S))
+    print(json.dumps({"ok": reply.ok, "message": reply.message}) if as_json else reply.message)
+    return EXIT_OK if reply.ok else EXIT_PROBLEM
+
+
+def fetch_data_list(target: Target) -> admin_pb2.DataListReply:
+    reply: admin_pb2.DataListReply = _at_leader(
+        target, lambda stub: stub.DataList(common_pb2.Empty(), timeout=CALL_TIMEOUT_S))
+    return reply
+
+
+def data_list(target: Target, as_json: bool) -> int:
+    listing = fetch_data_list(target)
+    healthy = listing.under_replicated == 0 and listing.lost == 0 and all(
+        s.state in ("up", "draining") and 0 <= s.heard_s_ago < SILENT_S
+        for s in listing.servers
+        if s.state != "out"
+    )
+    if as_json:
+        print(json.dumps({**_as_dict(listing), "healthy": healthy}))
+        return EXIT_OK if healthy else EXIT_PROBLEM
+    print(f"ring epoch {listing.ring_epoch}, R = {listing.replicas}, "
+          f"{listing.live_chunks} live chunks, {listing.under_replicated} under-replicated, "
+          f"{listing.lost} lost, {listing.misplaced} misplaced copies")
+    print(f"{'id':>4}  {'address':<22} {'state':<9} {'weight':>6} {'used MB':>9} "
+          f"{'chunks':>7} {'under':>6} {'lost':>5} {'misplaced':>9} {'pass':>5} {'heard':>7}")
+    for s in listing.servers:
+        heard = "never" if s.heard_s_ago < 0 else f"{s.heard_s_ago:.1f}s"
+        print(f"{s.id:>4}  {s.addr:<22} {s.state:<9} {s.weight:>6} {s.used / 1e6:>9.1f} "
+              f"{s.chunks:>7} {s.under_replicated:>6} {s.lost:>5} {s.misplaced:>9} "
+              f"{s.pass_epoch:>5} {heard:>7}")
+    return EXIT_OK if healthy else EXIT_PROBLEM
+
+
+# -- ring ---------------------------------------------------------------------------------
+
+
+def ring_command(target: Target, words: Sequence[str], as_json: bool) -> int:
+    if list(words) == ["show"]:
+        return ring_show(target, as_json)
+    if words and words[0] == "plan":
+        return ring_plan(target, plan_request(words[1:]), as_json)
+    raise AdminUsageError(f"unknown ring command: {' '.join(words)} ({USAGE})")
+
+
+def ring_show(target: Target, as_json: bool) -> int:
+    ring: common_pb2.Ring = _at_leader(
+        target, lambda stub: stub.RingShow(common_pb2.Empty(), timeout=CALL_TIMEOUT_S))
+    if as_json:
+        print(json.dumps(_as_dict(ring)))
+        return EXIT_OK
+    print(f"epoch {ring.epoch}, R = {ring.replicas}, min_replicas = {ring.min_replicas}, "
+          f"{ring.vnodes_per_weight} vnodes per weight")
+    print(f"{'id':>4}  {'address':<22} {'state':<9} {'weight':>6}  domain")
+    for m in ring.members:
+        print(f"{m.id:>4}  {m.addr:<22} {STATE_NAMES.get(m.state, '?'):<9} {m.weight:>6}  "
+              f"{m.domain or '-'}")
+    return EXIT_OK
+
+
+def plan_request(words: Sequence[str]) -> admin_pb2.RingPlanRequest:
+    """add ID=HOST:PORT [W] | remove|drain|out ID | weight ID W"""
+    if len(words) in (2, 3) and words[0] == "add":
+        member, _, addr = words[1].partition("=")
+        if ":" not in addr:
+            raise AdminUsageError(f"ring plan add needs ID=HOST:PORT ({USAGE})")
+        weight = _number(words[2], "W") if len(words) == 3 else 1
+        return admin_pb2.RingPlanRequest(action="add", id=_number(member, "ID"), addr=addr,
+                                         weight=weight)
+    if len(words) == 2 and words[0] in ("remove", "drain", "out"):
+        return admin_pb2.RingPlanRequest(action=words[0], id=_number(words[1], "ID"))
+    if len(words) == 3 and words[0] == "weight":
+        return admin_pb2.RingPlanRequest(action="weight", id=_number(words[1], "ID"),
+                                         weight=_number(words[2], "W"))
+    raise AdminUsageError(f"unknown ring plan: {' '.join(words)} ({USAGE})")
+
+
+def ring_plan(target: Target, request: admin_pb2.RingPlanRequest, as_json: bool) -> int:
+    try:
+        plan: admin_pb2.RingPlanReply = _at_leader(
+            target, lambda stub: stub.RingPlan(request, timeout=CALL_TIMEOUT_S * 4))
+    except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise AdminUsageError(str(err.details())) from err
+        raise
+    fraction = plan.copies_moved / plan.copies_before if plan.copies_before else 0.0
+    if as_json:
+        print(json.dumps({**_as_dict(plan), "moved_fraction": fraction}))
+        return EXIT_OK
+    print(f"from epoch {plan.from_epoch}: {plan.chunks_moved} of {plan.chunks} live chunks "
+          f"change homes; {plan.copies_moved} of {plan.copies_before} copies "
+          f"({fraction:.1%}), {plan.bytes_moved / 1e6:.1f} MB of "
+          f"{plan.bytes_total / 1e6:.1f} MB would move")
+    print(f"{'id':>4}  {'gains':>7} {'gains MB':>9} {'drops':>7}")
+    for m in plan.members:
+        print(f"{m.id:>4}  {m.gained:>7} {m.gained_bytes / 1e6:>9.1f} {m.dropped:>7}")
+    return EXIT_OK
+
+
+# -- scrub and rebalance ------------------------------------------------------------------
+
+
+def _data_addrs(target: Target) -> list[tuple[int, str]]:
+    ring: common_pb2.Ring = _at_leader(
+        target, lambda stub: stub.RingShow(common_pb2.Empty(), timeout=CALL_TIMEOUT_S))
+    return [(m.id, m.addr) for m in ring.members if m.state != 3]  # 3 = out
+
+
+def scrub_command(target: Target, words: Sequence[str], as_json: bool) -> int:
+    if words and words[0] == "start" and len(words) <= 2:
+        try:
+            rate = float(words[1]) if len(words) == 2 else 0.0
+        except ValueError as err:
+            raise AdminUsageError(f"scrub start [MB/S]: not a rate: {words[1]!r}") from err
+        if rate < 0:
+            raise AdminUsageError("scrub rate must be >= 0 MB/s")
+        return scrub_start(target, rate, as_json)
+    if list(words) == ["status"]:
+        return scrub_status(target, as_json)
+    raise AdminUsageError(f"unknown scrub command: {' '.join(words)} ({USAGE})")
+
+
+def scrub_start(target: Target, rate_mbps: float, as_json: bool) -> int:
+    results: list[dict[str, object]] = []
+    for server_id, addr in _data_addrs(target):
+        with sync_channel(addr, target.secret) as channel:
+            try:
+                reply = admin_pb2_grpc.AdminStub(channel).ScrubStart(
+                    admin_pb2.ScrubRequest(rate_mbps=rate_mbps), timeout=CALL_TIMEOUT_S)
+                results.append({"id": server_id, "addr": addr, "ok": reply.ok,
+                                "message": reply.message})
+            except grpc.RpcError as err:
+                results.append({"id": server_id, "addr": addr, "ok": False,
+                                "message": f"unreachable ({err.code().name})"})
+    if as_json:
+        print(json.dumps({"servers": results}))
+    else:
+        for r in results:
+            print(f"{r['id']:>4}  {r['addr']:<22} {r['message']}")
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_PROBLEM
+
+
+def _data_statuses(target: Target) -> list[tuple[int, str, admin_pb2.StatusReply | None]]:
+    return [(server_id, addr, fetch_status(addr, target.secret))
+            for server_id, addr in _data_addrs(target)]
+
+
+def scrub_status(target: Target, as_json: bool) -> int:
+    rows: list[dict[str, Any]] = []
+    for server_id, addr, status in _data_statuses(target):
+        row: dict[str, Any] = {"id": server_id, "addr": addr, "reachable": status is not None}
+        if status is not None:
+            d = status.data
+            row.update(running=d.scrub_running, passes=d.scrub_passes, chunks=d.scrub_chunks,
+                       bytes=d.scrub_bytes, bad=d.scrub_bad, rate=d.scrub_rate,
+                       last_pass=d.scrub_last_pass, held=d.chunks, repaired=d.repaired)
+        rows.append(row)
+    problems = any(not r["reachable"] or r["bad"] > r["repaired"] for r in rows)
+    if as_json:
+        print(json.dumps({"servers": rows}))
+        return EXIT_PROBLEM if problems else EXIT_OK
+    print(f"{'id':>4}  {'address':<22} {'state':<8} {'passes':>6} {'checked':>15} "
+          f"{'MB':>8} {'bad':>4} {'repaired':>8} {'MB/s':>6}")
+    for r in rows:
+        if not r["reachable"]:
+            print(f"{r['id']:>4}  {r['addr']:<22} unreachable")
+            continue
+        checked = f"{r['chunks']}/{r['held']}"
+        print(f"{r['id']:>4}  {r['addr']:<22} {'running' if r['running'] else 'idle':<8} "
+              f"{r['passes']:>6} {checked:>15} {r['bytes'] / 1e6:>8.1f} {r['bad']:>4} "
+              f"{r['repaired']:>8} {r['rate'] / 1e6:>6.1f}")
+    return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def rebalance_status(target: Target, as_json: bool) -> int:
+    listing = fetch_data_list(target)
+    moved = {server_id: status for server_id, _, status in _data_statuses(target)}
+    rows: list[dict[str, Any]] = []
+    for s in listing.servers:
+        status = moved.get(s.id)
+        rows.append({"id": s.id, "addr": s.addr, "state": s.state, "misplaced": s.misplaced,
+                     "live_held": s.live_held, "pass_epoch": s.pass_epoch,
+                     "pushed": status.data.pushed if status else None,
+                     "pushed_bytes": status.data.pushed_bytes if status else None,
+                     "dropped": status.data.dropped if status else None})
+    done = listing.settled and listing.misplaced == 0 and listing.under_replicated == 0
+    if as_json:
+        print(json.dumps({"ring_epoch": listing.ring_epoch, "settled": listing.settled,
+                          "misplaced": listing.misplaced,
+                          "under_replicated": listing.under_replicated, "done": done,
+                          "servers": rows}))
+        return EXIT_OK if done else EXIT_PROBLEM
+    print(f"ring epoch {listing.ring_epoch}: "
+          + ("balanced" if done else
+             f"moving ({listing.misplaced} copies to drop, {listing.under_replicated} chunks "
+             f"under-replicated{'' if listing.settled else ', passes at this epoch pending'})"))
+    print(f"{'id':>4}  {'state':<9} {'live held':>9} {'misplaced':>9} {'pass':>5} "
+          f"{'pushed':>7} {'pushed MB':>9} {'dropped':>7}")
+    for r in rows:
+        pushed_mb = "-" if r["pushed_bytes"] is None else f"{r['pushed_bytes'] / 1e6:.1f}"
+        print(f"{r['id']:>4}  {r['state']:<9} {r['live_held']:>9} {r['misplaced']:>9} "
+              f"{r['pass_epoch']:>5} {_dash(r['pushed']):>7} {pushed_mb:>9} "
+              f"{_dash(r['dropped']):>7}")
+    return EXIT_OK if done else EXIT_PROBLEM
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
