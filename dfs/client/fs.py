@@ -1,11 +1,14 @@
-"""A mounted file system's client-side policy: open handles, write buffers, reads.
+"""A mounted file system's client-side policy: open files, write buffers, reads.
 
-Owns what a mount decides about file data: writes are buffered per open file
-and committed as chunks on flush/fsync/release or when the buffer fills (close's
-durability completes in flush); reads use the block maps fetched at open
-(close-to-open consistency) and see the handle's own committed writes; the size
-seen by getattr includes buffered writes. Namespace calls pass straight through
-to the metadata client. Runs on the asyncio side of the bridge; never trio.
+Owns what a mount decides about file data. Every open file (inode) has one state
+shared by all of its handles in this mount: the block maps fetched at open
+(close-to-open consistency) and one write buffer, so every handle reads what any
+handle wrote, before it is committed. Buffered writes are committed as chunks on
+flush/fsync/release or when the buffer fills (close's durability completes in
+flush); an upload failure is kept and reported at the next write, flush or fsync
+of the file. The size seen by getattr includes buffered writes. Namespace calls
+pass straight through to the metadata client. Runs on the asyncio side of the
+bridge; never trio.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ import contextlib
 import errno
 import logging
 import time
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import count
 
 from dfs.client.data import BlockMaps, FileData
 from dfs.client.meta import MetaClient
+from dfs.client.writebuffer import Extent, cut_at, end_of, lay_over, merge_into
 from dfs.rpc import common_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
@@ -42,47 +45,21 @@ UTIME_NOW_WINDOW_NS = 2_000_000_000
 
 
 @dataclass
-class Extent:
-    """Buffered bytes [offset, offset + len(data)); a handle's extents are sorted and
-    disjoint, so a flush writes each byte once."""
+class OpenFile:
+    """One inode open in this mount: what all of its handles share."""
 
-    offset: int
-    data: bytearray
+    ino: int
+    block_size: int
+    maps: BlockMaps | None = None  # committed slices as of open; None: fetch again
+    extents: list[Extent] = field(default_factory=list)
+    buffered: int = 0
+    writer: common_pb2.Caller | None = None  # whose writes the buffer holds
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failure: OSError | None = None  # a write-back error, reported at the next call
+    handles: int = 0
 
-    @property
-    def end(self) -> int:
-        return self.offset + len(self.data)
-
-
-def merge_into(extents: list[Extent], offset: int, data: bytes) -> int:
-    """Lays `data` over `extents` (sorted, disjoint, never touching), merging every
-    extent it overlaps or touches into one, later bytes winning; returns how many
-    buffered bytes that added. Appends and rewrites inside one extent work in place,
-    so a sequential writer's buffer grows without copies."""
-    if not data:
-        return 0
-    end = offset + len(data)
-    lo = bisect_left(extents, offset, key=lambda e: e.end)  # first touching from the left
-    hi = bisect_right(extents, end, key=lambda e: e.offset)  # past the last touching one
-    if lo == hi:
-        extents.insert(lo, Extent(offset, bytearray(data)))
-        return len(data)
-    first, last = extents[lo], extents[hi - 1]
-    if lo + 1 == hi and first.offset <= offset and end <= first.end:
-        start = offset - first.offset
-        first.data[start : start + len(data)] = data
-        return 0
-    before = sum(len(e.data) for e in extents[lo:hi])
-    tail = last.data[end - last.offset :] if last.end > end else b""
-    if first.offset <= offset:
-        merged = first.data
-        del merged[offset - first.offset :]
-    else:
-        merged = bytearray()
-    merged += data
-    merged += tail
-    extents[lo:hi] = [Extent(min(first.offset, offset), merged)]
-    return len(merged) - before
+    def buffered_end(self) -> int:
+        return end_of(self.extents)
 
 
 @dataclass
@@ -91,15 +68,7 @@ class Handle:
     ino: int
     caller: common_pb2.Caller
     flags: int
-    block_size: int
-    maps: BlockMaps | None
-    extents: list[Extent] = field(default_factory=list)
-    buffered: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    failure: OSError | None = None  # a background write error, reported at the next call
-
-    def buffered_end(self) -> int:
-        return max((e.end for e in self.extents), default=0)
+    file: OpenFile
 
 
 class FsClient:
@@ -109,15 +78,16 @@ class FsClient:
         self.meta = meta
         self.data = data
         self.handles: dict[int, Handle] = {}
+        self.files: dict[int, OpenFile] = {}
         self._fh_numbers = count(1)
-        # Size a getattr must report while writes sit in buffers, per inode.
-        self._pending_size: dict[int, int] = {}
 
     # ---- attributes ------------------------------------------------------------
 
     def merge_pending(self, attr: common_pb2.Attr) -> common_pb2.Attr:
-        pending = self._pending_size.get(attr.ino)
-        if pending is not None and pending > attr.size:
+        """`attr` with the size buffered writes will give the file."""
+        open_file = self.files.get(attr.ino)
+        pending = open_file.buffered_end() if open_file is not None else 0
+        if pending > attr.size:
             merged = common_pb2.Attr()
             merged.CopyFrom(attr)
             merged.size = pending
@@ -137,18 +107,27 @@ class FsClient:
     ) -> tuple[Handle, common_pb2.Attr]:
         opened = await self.meta.open_file(caller, ino, flags)
         attr = opened.attr
-        if flags & O_TRUNC and attr.size:
-            attr = await self.meta.setattr(meta_pb2.SetAttrRequest(caller=caller, ino=ino, size=0))
-        handle = Handle(
-            next(self._fh_numbers), ino, caller, flags, opened.block_size or 4 << 20, None
-        )
+        if flags & O_TRUNC and (attr.size or ino in self.files):
+            attr = await self.truncate(caller, ino, 0)
+        handle = self._new_handle(caller, ino, flags, opened.block_size or 4 << 20)
         if flags & O_ACCMODE != O_WRONLY:
-            # Close-to-open: the handle reads one version of the file, the one whose
-            # attributes it returns (the kernel keeps or drops its cache by them).
-            attr, handle.maps = await self._consistent_view(handle, attr)
+            # Close-to-open: the file is read as one version, the one whose attributes
+            # open returns (the kernel keeps or drops its cache by them).
+            async with handle.file.lock:
+                attr, handle.file.maps = await self._consistent_view(handle, attr)
+        return handle, self.merge_pending(attr)
+
+    def _new_handle(
+        self, caller: common_pb2.Caller, ino: int, flags: int, block_size: int
+    ) -> Handle:
+        open_file = self.files.get(ino)
+        if open_file is None:
+            open_file = self.files[ino] = OpenFile(ino, block_size)
+            self.meta.hold(ino)
+        open_file.handles += 1
+        handle = Handle(next(self._fh_numbers), ino, caller, flags, open_file)
         self.handles[handle.fh] = handle
-        self.meta.hold(ino)
-        return handle, attr
+        return handle
 
     async def _consistent_view(
         self, handle: Handle, attr: common_pb2.Attr
@@ -168,16 +147,8 @@ class FsClient:
         self, caller: common_pb2.Caller, parent: int, name: bytes, mode: int, flags: int
     ) -> tuple[Handle, common_pb2.Attr]:
         attr = await self.meta.create(caller, parent, name, mode, exclusive=True)
-        handle = Handle(
-            next(self._fh_numbers),
-            attr.ino,
-            caller,
-            flags,
-            attr.blksize or 4 << 20,
-            BlockMaps(0, {}),
-        )
-        self.handles[handle.fh] = handle
-        self.meta.hold(attr.ino)
+        handle = self._new_handle(caller, attr.ino, flags, attr.blksize or 4 << 20)
+        handle.file.maps = BlockMaps(0, {})
         return handle, attr
 
     def handle(self, fh: int) -> Handle:
@@ -190,32 +161,37 @@ class FsClient:
         handle = self.handle(fh)
         if offset + len(data) > MAX_FILE_SIZE:
             raise OSError(errno.EFBIG, "write past the maximum file size")
-        async with handle.lock:
-            self._raise_failure(handle)
-            self._buffer(handle, offset, data)
-            self._pending_size[handle.ino] = max(
-                self._pending_size.get(handle.ino, 0), offset + len(data)
-            )
-            if handle.buffered >= WRITE_BUFFER_BYTES:
-                await self._flush_locked(handle)
+        open_file = handle.file
+        async with open_file.lock:
+            self._raise_failure(open_file)
+            open_file.buffered += merge_into(open_file.extents, offset, data)
+            open_file.writer = handle.caller
+            if open_file.buffered >= WRITE_BUFFER_BYTES:
+                await self._flush_locked(open_file)
         return len(data)
 
-    def _buffer(self, handle: Handle, offset: int, data: bytes) -> None:
-        handle.buffered += merge_into(handle.extents, offset, data)
-
     async def read(self, fh: int, offset: int, size: int) -> bytes:
+        """The committed bytes as of open, with every buffered write of the file laid
+        over them (up to the size those writes give it)."""
         handle = self.handle(fh)
-        async with handle.lock:
-            self._raise_failure(handle)
-            if handle.extents:
-                # Reads see this handle's writes: commit them first.
-                await self._flush_locked(handle)
-            if handle.maps is None:
-                handle.maps = await self._whole_file_maps(handle)
-            maps = handle.maps
-        return await self.data.read(
-            handle.caller, handle.ino, offset, size, handle.block_size, maps
+        open_file = handle.file
+        async with open_file.lock:
+            self._raise_failure(open_file)
+            if open_file.maps is None:
+                open_file.maps = await self._whole_file_maps(handle)
+            maps = open_file.maps
+            extents = [Extent(e.offset, bytearray(e.data)) for e in open_file.extents
+                       if e.end > offset and e.offset < offset + size]
+            end = min(offset + size, max(maps.size, open_file.buffered_end()))
+        if end <= offset:
+            return b""
+        committed = await self.data.read(
+            handle.caller, handle.ino, offset, end - offset, open_file.block_size, maps
         )
+        result = bytearray(committed)
+        result.extend(bytes(end - offset - len(result)))  # past the committed size: zeros
+        lay_over(result, offset, extents)
+        return bytes(result)
 
     async def _whole_file_maps(self, handle: Handle) -> BlockMaps:
         """Every block map of the file (count 0 = to the end), as of now."""
@@ -223,47 +199,49 @@ class FsClient:
         return BlockMaps(size, {block_map.block: block_map for block_map in maps})
 
     async def flush(self, fh: int) -> None:
-        handle = self.handle(fh)
-        async with handle.lock:
-            await self._flush_locked(handle)
-            self._raise_failure(handle)
+        open_file = self.handle(fh).file
+        async with open_file.lock:
+            self._raise_failure(open_file)
+            await self._flush_locked(open_file)
 
     async def fsync(self, fh: int) -> None:
         await self.flush(fh)
 
     async def release(self, fh: int) -> None:
-        handle = self.handles.get(fh)
+        handle = self.handles.pop(fh, None)
         if handle is None:
             return
+        open_file = handle.file
+        open_file.handles -= 1
         try:
-            async with handle.lock:
-                await self._flush_locked(handle)
+            async with open_file.lock:
+                await self._flush_locked(open_file)
         finally:
-            del self.handles[fh]
-            self.meta.release(handle.ino)
-            if not any(h.ino == handle.ino for h in self.handles.values()):
-                self._pending_size.pop(handle.ino, None)
+            if open_file.handles == 0 and self.files.get(handle.ino) is open_file:
+                del self.files[handle.ino]
+                self.meta.release(handle.ino)
 
-    async def _flush_locked(self, handle: Handle) -> None:
+    async def _flush_locked(self, open_file: OpenFile) -> None:
         """Commit every buffered extent at once: one chunk per block touched on R
         replicas, then one slice commit. On failure the extents stay buffered (a later
-        flush writes them again) and the error waits in handle.failure."""
-        if not handle.extents:
+        flush writes them again) and the error waits in open_file.failure."""
+        if not open_file.extents:
             return
-        extents = [(extent.offset, bytes(extent.data)) for extent in handle.extents]
+        extents = [(extent.offset, bytes(extent.data)) for extent in open_file.extents]
+        writer = open_file.writer or common_pb2.Caller()
         try:
-            await self.data.write_extents(handle.caller, handle.ino, extents, handle.block_size)
+            await self.data.write_extents(writer, open_file.ino, extents, open_file.block_size)
         except OSError as err:
-            log.warning("write-back of inode %d failed: %s", handle.ino, err)
-            handle.failure = err
+            log.warning("write-back of inode %d failed: %s", open_file.ino, err)
+            open_file.failure = err
             raise
-        handle.extents.clear()
-        handle.buffered = 0
-        handle.maps = None  # our own commit changed the block maps
+        open_file.extents.clear()
+        open_file.buffered = 0
+        open_file.maps = None  # our own commit changed the block maps
 
-    def _raise_failure(self, handle: Handle) -> None:
-        if handle.failure is not None:
-            failure, handle.failure = handle.failure, None
+    def _raise_failure(self, open_file: OpenFile) -> None:
+        if open_file.failure is not None:
+            failure, open_file.failure = open_file.failure, None
             raise OSError(failure.errno or errno.EIO, f"earlier write failed: {failure}")
 
     async def setattr(self, request: meta_pb2.SetAttrRequest) -> common_pb2.Attr:
@@ -326,18 +304,21 @@ class FsClient:
         return kill
 
     async def truncate(self, caller: common_pb2.Caller, ino: int, size: int) -> common_pb2.Attr:
-        """Buffered writes of this inode land first, so the truncate cuts them too."""
-        for handle in [h for h in self.handles.values() if h.ino == ino]:
-            async with handle.lock:
-                await self._flush_locked(handle)
-                handle.maps = None
-        self._pending_size.pop(ino, None)
-        return await self.meta.setattr(meta_pb2.SetAttrRequest(caller=caller, ino=ino, size=size))
+        """Buffered bytes at or past `size` are dropped first, so a later flush cannot
+        bring them back; the ones before it stay buffered."""
+        open_file = self.files.get(ino)
+        if open_file is None:
+            return await self.meta.setattr(
+                meta_pb2.SetAttrRequest(caller=caller, ino=ino, size=size))
+        async with open_file.lock:
+            attr = await self.meta.setattr(
+                meta_pb2.SetAttrRequest(caller=caller, ino=ino, size=size))
+            open_file.buffered -= cut_at(open_file.extents, size)
+            open_file.maps = None
+        return self.merge_pending(attr)
 
     async def flush_all(self) -> None:
-        for fh in list(self.handles):
-            handle = self.handles.get(fh)
-            if handle is not None:
-                async with handle.lock:
-                    with contextlib.suppress(OSError):  # logged in _flush_locked
-                        await self._flush_locked(handle)
+        for open_file in list(self.files.values()):
+            async with open_file.lock:
+                with contextlib.suppress(OSError):  # logged in _flush_locked
+                    await self._flush_locked(open_file)

@@ -73,6 +73,9 @@ class DfsOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     def entry(self, attr: common_pb2.Attr) -> pyfuse3.EntryAttributes:
+        """What the kernel is told about an inode: always with the size buffered
+        writes give it (readdir's attributes too, or the kernel would shrink the file)."""
+        attr = self.fs.merge_pending(attr)
         self.kernel_view.told(attr)
         return entry_attributes(attr, self.options.attr_timeout_s)
 
@@ -115,7 +118,7 @@ class DfsOperations(pyfuse3.Operations):
             result = await self.call(lambda: self.fs.setattr(request))
         if result is None:
             result = await self.call(lambda: self.fs.getattr(caller, inode))
-        return self.entry(self.fs.merge_pending(result))
+        return self.entry(result)
 
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         caller = self.caller(ctx)

@@ -18,7 +18,8 @@ import pytest
 
 from dfs.client import data as data_module
 from dfs.client.data import FileData
-from dfs.client.fs import Extent, FsClient, Handle, merge_into
+from dfs.client.fs import FsClient, OpenFile
+from dfs.client.writebuffer import Extent, merge_into
 from dfs.rpc import common_pb2, meta_pb2
 from tests.support.data_cluster import (
     FakeMeta,
@@ -260,11 +261,21 @@ class FlakyData:
             raise OSError(errno.EIO, "too few live data servers")
 
 
-def handle_on(data: FlakyData) -> tuple[FsClient, Handle]:
-    client = FsClient(None, data)  # type: ignore[arg-type]  # no namespace calls here
-    handle = Handle(1, 7, CALLER, 0, BLOCK, None)
-    client.handles[handle.fh] = handle
-    return client, handle
+class NoMeta:
+    """The namespace calls a handle's life makes without a server: holds of open inodes."""
+
+    def hold(self, ino: int) -> None:
+        pass
+
+    def release(self, ino: int) -> None:
+        pass
+
+
+def handle_on(data: FlakyData) -> tuple[FsClient, OpenFile]:
+    client = FsClient(NoMeta(), data)  # type: ignore[arg-type]  # no namespace calls here
+    handle = client._new_handle(CALLER, 7, 0, BLOCK)
+    assert handle.fh == 1
+    return client, handle.file
 
 
 def test_handle_flush_sends_its_disjoint_extents_in_one_call() -> None:

@@ -1,0 +1,1 @@
+"""A differential random exerciser: a dfs mount against a local directory."""

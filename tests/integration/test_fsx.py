@@ -1,0 +1,82 @@
+"""The differential exerciser (tests/integration/fsx) on a real `dfs up` mount against
+a local directory: several seeded sequences at once, each in its own subdirectory of
+the mount and its own local directory, every step compared.
+
+`make test` runs 10,000 operations with fixed seeds; the long variant 1,000,000 with
+a seed from the clock. DFS_FSX_SEED sets the first seed of either. A divergence
+fails the test with the sequence's last operations and the command that replays it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.posix.mounts import running_cluster
+from tests.support.local_cluster import LocalCluster
+from tests.support.procs import RUN_TOKEN, RUN_TOKEN_ENV
+
+pytestmark = pytest.mark.fuse
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SEED_ENV = "DFS_FSX_SEED"
+# Sequences run side by side: each waits on the mount most of the time, so several
+# keep the cluster busy; every sequence is still one deterministic seed.
+WORKERS = 16
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with running_cluster(tmp_path_factory.mktemp("fsx")) as running:
+        yield running
+
+
+def first_seed(default: int) -> int:
+    return int(os.environ.get(SEED_ENV, default))
+
+
+def run_sequences(cluster: LocalCluster, local: Path, seed: int, ops: int,
+                  timeout_s: float) -> None:
+    """WORKERS sequences (seeds seed, seed+1, ...) of ops/WORKERS operations each."""
+    env = {**os.environ, RUN_TOKEN_ENV: RUN_TOKEN, "PYTHONPATH": str(REPO_ROOT)}
+    workers = []
+    for index in range(WORKERS):
+        argv = [sys.executable, "-m", "tests.integration.fsx", "--seed", str(seed + index),
+                "--ops", str(ops // WORKERS), str(cluster.mount / f"fsx-{seed + index}"),
+                str(local / f"fsx-{seed + index}")]
+        workers.append(subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True))
+    deadline = time.monotonic() + timeout_s
+    reports = []
+    for worker in workers:
+        try:
+            output, _ = worker.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            output, _ = worker.communicate()
+            output += f"\n(timed out after {timeout_s:.0f} s)"
+        reports.append((worker.returncode, output.strip()))
+    failed = [output for code, output in reports if code != 0]
+    print("\n".join(output.splitlines()[-1] for _, output in reports if output))
+    assert not failed, "\n\n".join(failed)
+
+
+def test_ten_thousand_operations_match_a_local_directory(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    run_sequences(cluster, tmp_path, first_seed(1), 10_000, timeout_s=100)
+
+
+@pytest.mark.long
+@pytest.mark.timeout(4 * 3600)
+def test_a_million_operations_match_a_local_directory(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    run_sequences(cluster, tmp_path, first_seed(time.time_ns() % 1_000_000), 1_000_000,
+                  timeout_s=4 * 3600 - 60)
