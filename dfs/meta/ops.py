@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dfs.meta.fsckops import FsckRepair
 from dfs.meta.types import ROOT, Caller, Kind, Slice, TimeSet
 
 # ---- commands: mutate the state, go through the log --------------------------------
@@ -207,6 +208,7 @@ Command = (
     | RemoveMember
     | SetReplication
     | ReportUsage
+    | FsckRepair
 )
 
 # Wire tag = position + 1. Append only.
@@ -229,6 +231,7 @@ COMMAND_TYPES: tuple[type, ...] = (
     RemoveMember,
     SetReplication,
     ReportUsage,
+    FsckRepair,
 )
 
 # ---- queries: read the current state ----------------------------------------------

@@ -109,6 +109,14 @@ class RingResult:
     ring: Ring
 
 
+@dataclass(frozen=True, slots=True)
+class RepairResult:
+    """fsck repairs applied, and skipped because the state moved on since the check."""
+
+    applied: int
+    skipped: int
+
+
 Result = (
     ErrnoResult
     | AttrResult
@@ -123,6 +131,7 @@ Result = (
     | ChunkRefsResult
     | GCResult
     | RingResult
+    | RepairResult
 )
 
 RESULT_TYPES: tuple[type, ...] = (
@@ -139,4 +148,5 @@ RESULT_TYPES: tuple[type, ...] = (
     ChunkRefsResult,
     GCResult,
     RingResult,
+    RepairResult,
 )

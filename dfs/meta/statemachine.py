@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 
-from dfs.meta import attrops, codec, dirops, fileops, queries, snapshot, validate
+from dfs.meta import attrops, codec, dirops, fileops, fsckops, queries, snapshot, validate
 from dfs.meta.ops import (
     AckGC,
     AllocChunkIds,
@@ -68,6 +68,8 @@ def _dispatch(state: NamespaceState, command: Command, session: int) -> Result:
             return fileops.release_orphans(state, command)
         case AckGC():
             return fileops.ack_gc(state, command)
+        case fsckops.FsckRepair():
+            return fsckops.apply_repair(state, command)
         case _:
             return _ring(state, command)
 

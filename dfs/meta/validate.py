@@ -7,6 +7,7 @@ own guard, identical on every replica: an out-of-range command is refused with E
 
 from __future__ import annotations
 
+from dfs.meta.fsckops import FsckRepair
 from dfs.meta.ops import (
     Command,
     Commit,
@@ -58,4 +59,11 @@ def in_range(command: Command) -> bool:
             return _u32(command.replicas, command.min_replicas, command.vnodes_per_weight)
         case SetOpenInodes():
             return _u64(command.session, *command.inodes)
+        case FsckRepair():
+            return (
+                all(_u64(f.ino) and _u32(f.seen, f.counted) for f in command.nlinks)
+                and all(_u64(f.parent, f.ino) for f in command.dangling)
+                and all(_u64(f.ino, f.seen, f.actual) for f in command.parents)
+                and all(_u64(f.chunk_id) and _u32(f.seen, f.counted) for f in command.chunk_refs)
+            )
     return True
