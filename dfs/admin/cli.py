@@ -29,6 +29,9 @@ from dfs.admin.common import (
 )
 from dfs.admin.data_cli import USAGE as DATA_USAGE
 from dfs.admin.data_cli import data_command, rebalance_status, ring_command, scrub_command
+from dfs.admin.fsck_cli import USAGE as LEADER_USAGE
+from dfs.admin.fsck_cli import fsck, sessions
+from dfs.admin.status_cli import status
 from dfs.auth import SecretError, secret_from_flags, sync_channel, tls_from_args
 from dfs.client.kv import KvClient
 from dfs.client.retry import LeaderUnavailable, RetryPolicy
@@ -218,9 +221,9 @@ async def kv_command(target: Target, words: list[str], as_json: bool) -> int:
 
 
 USAGE = (
-    "meta status | meta snapshot | meta add ID=HOST:PORT | meta remove ID | "
+    "status | meta status | meta snapshot | meta add ID=HOST:PORT | meta remove ID | "
     "meta transfer-leader ID | kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW | "
-    + DATA_USAGE
+    + DATA_USAGE + " | " + LEADER_USAGE
 )
 DATA_COMMANDS = {"data": data_command, "ring": ring_command, "scrub": scrub_command}
 
@@ -244,6 +247,12 @@ def run(args: argparse.Namespace) -> int:
             return DATA_COMMANDS[words[0]](target, words[1:], as_json)
         if list(words) == ["rebalance", "status"]:
             return rebalance_status(target, as_json)
+        if list(words) == ["status"]:
+            return status(target, as_json)
+        if words[0] == "fsck":
+            return fsck(target, words[1:], as_json)
+        if words[0] == "sessions":
+            return sessions(target, words[1:], as_json)
         raise AdminUsageError(f"unknown or not yet available: {' '.join(words)} ({USAGE})")
     except AdminUsageError as err:
         print(f"dfs admin: {err}", file=sys.stderr)

@@ -1,16 +1,21 @@
-"""AdminService on metadata servers: status, metadata membership and snapshots, and
-the data servers' lifecycle (list, out, drain, remove, weight, ring plan) through
-dfs.admin.data_admin. Scrubs run on data servers, which answer ScrubStart themselves."""
+"""AdminService on metadata servers: status, metadata membership and snapshots, the
+data servers' lifecycle (list, out, drain, remove, weight, ring plan) through
+dfs.admin.data_admin, fsck (dfs.admin.fsck_service) and sessions
+(dfs.admin.sessions_admin). Scrubs run on data servers, which answer ScrubStart
+themselves."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from dfs import __version__
 from dfs.admin.data_admin import DataAdmin, Outcome
+from dfs.admin.fsck_service import FsckError, FsckRunner
+from dfs.admin.sessions_admin import SessionAdmin
 from dfs.meta import convert, ops
 from dfs.meta.duties import LeaderDuties
 from dfs.meta.proposer import Proposer
@@ -27,6 +32,7 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
         self.node = node
         self.proposer = proposer
         self.data = DataAdmin(proposer, duties)
+        self.sessions = SessionAdmin(proposer, duties)
         self.cluster_id = cluster_id
         self.addr = addr
         self.started = time.monotonic()
@@ -150,6 +156,26 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                             "scrubs run on data servers: ask them (dfs admin scrub start)")
         raise AssertionError("abort returns only by raising")
+
+    async def Fsck(
+        self, request: admin_pb2.FsckRequest, context: Any
+    ) -> AsyncIterator[admin_pb2.FsckUpdate]:
+        await self._require_leader(context)
+        try:
+            async for update in FsckRunner(self.node, self.proposer).run(request, context):
+                yield update
+        except FsckError as err:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+
+    async def SessionList(self, request: Any, context: Any) -> admin_pb2.SessionListReply:
+        await self._require_leader(context)
+        return self.sessions.list()
+
+    async def SessionEvict(
+        self, request: admin_pb2.SessionEvictRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        await self._require_leader(context)
+        return await self.sessions.evict(context, request.id)
 
     async def _require_leader(self, context: Any) -> None:
         """The leader's heartbeat figures are the only ones kept: others refuse."""

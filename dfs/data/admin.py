@@ -21,6 +21,7 @@ from dfs.data.store import ChunkStore
 from dfs.rpc import admin_pb2, admin_pb2_grpc
 
 ASK_META = "ring and membership changes are made through a metadata server (--meta)"
+ASK_LEADER = "fsck and sessions are answered by the metadata leader (--meta)"
 
 
 class DataAdminService(admin_pb2_grpc.AdminServicer):
@@ -91,3 +92,12 @@ class DataAdminService(admin_pb2_grpc.AdminServicer):
     MetaAdd = MetaRemove = MetaTransferLeader = MetaSnapshot = _refuse
     DataDrain = DataOut = DataRemove = DataWeight = DataList = _refuse
     RingShow = RingSetReplication = RingPlan = _refuse
+
+    async def Fsck(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, ASK_LEADER)
+        yield  # a streaming handler must be an async generator; never reached
+
+    async def _ask_leader(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, ASK_LEADER)
+
+    SessionList = SessionEvict = _ask_leader

@@ -47,7 +47,36 @@ class NamespaceReport:
     chunk_refs: Counter[int] = field(default_factory=Counter)
     # chunk id -> the inodes whose data it holds (for reporting lost files)
     chunk_owners: dict[int, list[int]] = field(default_factory=dict)
+    # ino -> (directory, name) of the first name found for it, to print paths
+    names: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     repair: FsckRepair = field(default_factory=FsckRepair)
+
+    def path_of(self, ino: int) -> str:
+        """A path of `ino` in the checked image ("?" parts where none is known)."""
+        parts: list[str] = []
+        seen: set[int] = set()
+        while ino != ROOT_INO and ino not in seen:
+            seen.add(ino)
+            where = self.names.get(ino)
+            if where is None:
+                parts.append(f"?{ino}")
+                break
+            ino, name = where
+            parts.append(name.decode(errors="replace"))
+        return "/" + "/".join(reversed(parts))
+
+    def subtree(self, top: int) -> set[int]:
+        """Inodes named at or below directory `top` in the checked image."""
+        children: dict[int, list[int]] = {}
+        for ino, (parent, _name) in self.names.items():
+            children.setdefault(parent, []).append(ino)
+        found, pending = {top}, [top]
+        while pending:
+            for child in children.get(pending.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    pending.append(child)
+        return found
 
 
 def _expected_nlink(kind: Kind, names: int, subdirectories: int) -> int:
@@ -75,6 +104,7 @@ def check(state: NamespaceState) -> NamespaceReport:
                 dangling.append(EntryFix(parent_ino, name, ino))
                 continue
             names[ino] += 1
+            report.names.setdefault(ino, (parent_ino, name))
             if child.kind != Kind.DIRECTORY:
                 continue
             subdirectories[parent_ino] += 1

@@ -156,6 +156,10 @@ class SessionTable:
     def live_sessions(self) -> list[int]:
         return sorted(self._sessions)
 
+    def last_active_ns(self) -> dict[int, int]:
+        """Each live session's last command or keepalive, in the log's time."""
+        return {session_id: s.last_active_ns for session_id, s in self._sessions.items()}
+
     def apply(self, command: bytes, ctx: ApplyContext) -> bytes:
         try:
             decoded = decode_command(command)

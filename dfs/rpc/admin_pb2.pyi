@@ -727,3 +727,272 @@ class RingPlanReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RingPlanReply: _TypeAlias = RingPlanReply  # noqa: Y015
+
+@_typing.final
+class FsckRequest(_message.Message):
+    """Runs fsck on the metadata leader."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    REPAIR_FIELD_NUMBER: _builtins.int
+    VERIFY_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Report only what concerns this path's subtree ("" or "/" = everything)."""
+    repair: _builtins.bool
+    """Apply the repairs that fsck can make (compare-and-set namespace fixes, orphan
+    chunk deletion) and start repair of the rest where the data servers can.
+    """
+    verify: _builtins.bool
+    """Also read every copy and check its checksum (slow: reads all data once)."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        repair: _builtins.bool = ...,
+        verify: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "repair", b"repair", "verify", b"verify"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FsckRequest: _TypeAlias = FsckRequest  # noqa: Y015
+
+@_typing.final
+class FsckFinding(_message.Message):
+    """One problem fsck found."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    REPAIRABLE_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    problem: _builtins.str
+    """dangling entry, link count mismatch, wrong parent, unreachable inode, chunk
+    reference count mismatch, missing chunk, under-replicated chunk, corrupt copy,
+    orphan chunk.
+    """
+    id: _builtins.int
+    """The inode or chunk id it concerns."""
+    detail: _builtins.str
+    """A sentence for people."""
+    repairable: _builtins.bool
+    """fsck --repair can fix it (or start its repair)."""
+    repaired: _builtins.bool
+    """Fixed (or its repair started) by this run."""
+    def __init__(
+        self,
+        *,
+        problem: _builtins.str = ...,
+        id: _builtins.int = ...,
+        detail: _builtins.str = ...,
+        repairable: _builtins.bool = ...,
+        repaired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "id", b"id", "problem", b"problem", "repairable", b"repairable", "repaired", b"repaired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FsckFinding: _TypeAlias = FsckFinding  # noqa: Y015
+
+@_typing.final
+class FsckProgress(_message.Message):
+    """Progress of one fsck phase."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHASE_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    phase: _builtins.str
+    """snapshot, namespace, chunks, verify or repair."""
+    done: _builtins.int
+    """Items done and expected in this phase (total 0 = unknown)."""
+    total: _builtins.int
+    def __init__(
+        self,
+        *,
+        phase: _builtins.str = ...,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "phase", b"phase", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FsckProgress: _TypeAlias = FsckProgress  # noqa: Y015
+
+@_typing.final
+class FsckReport(_message.Message):
+    """What fsck found."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_SLOT_FIELD_NUMBER: _builtins.int
+    INODES_FIELD_NUMBER: _builtins.int
+    DIRECTORIES_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    COPIES_FIELD_NUMBER: _builtins.int
+    UNREACHABLE_SERVERS_FIELD_NUMBER: _builtins.int
+    snapshot_slot: _builtins.int
+    """Slot of the snapshot the namespace was checked at."""
+    inodes: _builtins.int
+    """Sizes of the namespace checked."""
+    directories: _builtins.int
+    files: _builtins.int
+    chunks: _builtins.int
+    """Referenced chunks, and the copies of them found on data servers."""
+    copies: _builtins.int
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___FsckFinding]:
+        """Problems in order of discovery."""
+
+    @_builtins.property
+    def unreachable_servers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Data servers that could not be listed (their copies count as absent)."""
+
+    def __init__(
+        self,
+        *,
+        findings: _abc.Iterable[Global___FsckFinding] | None = ...,
+        snapshot_slot: _builtins.int = ...,
+        inodes: _builtins.int = ...,
+        directories: _builtins.int = ...,
+        files: _builtins.int = ...,
+        chunks: _builtins.int = ...,
+        copies: _builtins.int = ...,
+        unreachable_servers: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "copies", b"copies", "directories", b"directories", "files", b"files", "findings", b"findings", "inodes", b"inodes", "snapshot_slot", b"snapshot_slot", "unreachable_servers", b"unreachable_servers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FsckReport: _TypeAlias = FsckReport  # noqa: Y015
+
+@_typing.final
+class FsckUpdate(_message.Message):
+    """A streamed fsck answer: progress, then one report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    REPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> Global___FsckProgress: ...
+    @_builtins.property
+    def report(self) -> Global___FsckReport: ...
+    def __init__(
+        self,
+        *,
+        progress: Global___FsckProgress | None = ...,
+        report: Global___FsckReport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "report", b"report", "update", b"update"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "report", b"report", "update", b"update"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_update: _TypeAlias = _typing.Literal["progress", "report"]  # noqa: Y015
+    _WhichOneofArgType_update: _TypeAlias = _typing.Literal["update", b"update"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_update) -> _WhichOneofReturnType_update | None: ...
+
+Global___FsckUpdate: _TypeAlias = FsckUpdate  # noqa: Y015
+
+@_typing.final
+class SessionInfo(_message.Message):
+    """One client session (a mount, or an admin/KV client)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CLIENT_FIELD_NUMBER: _builtins.int
+    IDLE_S_FIELD_NUMBER: _builtins.int
+    OPEN_INODES_FIELD_NUMBER: _builtins.int
+    CHUNK_RANGES_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Session id."""
+    client: _builtins.str
+    """What the client said it is when it opened the session (known to the leader
+    that opened it; empty after a failover).
+    """
+    idle_s: _builtins.float
+    """Seconds since its last command or keepalive, in the log's time."""
+    open_inodes: _builtins.int
+    """Inodes it reports open (kept alive as orphans after unlink)."""
+    chunk_ranges: _builtins.int
+    """Chunk-id ranges it may still commit."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        client: _builtins.str = ...,
+        idle_s: _builtins.float = ...,
+        open_inodes: _builtins.int = ...,
+        chunk_ranges: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ranges", b"chunk_ranges", "client", b"client", "id", b"id", "idle_s", b"idle_s", "open_inodes", b"open_inodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionInfo: _TypeAlias = SessionInfo  # noqa: Y015
+
+@_typing.final
+class SessionListReply(_message.Message):
+    """The open sessions, oldest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    timeout_s: _builtins.float
+    """Sessions expire after this long without a keepalive."""
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionInfo]: ...
+    def __init__(
+        self,
+        *,
+        sessions: _abc.Iterable[Global___SessionInfo] | None = ...,
+        timeout_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions", "timeout_s", b"timeout_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionListReply: _TypeAlias = SessionListReply  # noqa: Y015
+
+@_typing.final
+class SessionEvictRequest(_message.Message):
+    """Ends one session now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Session id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionEvictRequest: _TypeAlias = SessionEvictRequest  # noqa: Y015

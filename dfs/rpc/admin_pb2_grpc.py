@@ -107,6 +107,21 @@ class AdminStub:
                 request_serializer=dfs_dot_v1_dot_admin__pb2.ScrubRequest.SerializeToString,
                 response_deserializer=dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
                 _registered_method=True)
+        self.Fsck = channel.unary_stream(
+                '/dfs.v1.Admin/Fsck',
+                request_serializer=dfs_dot_v1_dot_admin__pb2.FsckRequest.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_admin__pb2.FsckUpdate.FromString,
+                _registered_method=True)
+        self.SessionList = channel.unary_unary(
+                '/dfs.v1.Admin/SessionList',
+                request_serializer=dfs_dot_v1_dot_common__pb2.Empty.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_admin__pb2.SessionListReply.FromString,
+                _registered_method=True)
+        self.SessionEvict = channel.unary_unary(
+                '/dfs.v1.Admin/SessionEvict',
+                request_serializer=dfs_dot_v1_dot_admin__pb2.SessionEvictRequest.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -211,6 +226,29 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Fsck(self, request, context):
+        """Checks the namespace and the chunk placement (metadata leader); streams progress,
+        then the report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SessionList(self, request, context):
+        """Lists the open client sessions (metadata leader).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SessionEvict(self, request, context):
+        """Ends a session: its unflushed writes can no longer commit, its open files close
+        (metadata leader).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -282,6 +320,21 @@ def add_AdminServicer_to_server(servicer, server):
             'ScrubStart': grpc.unary_unary_rpc_method_handler(
                     servicer.ScrubStart,
                     request_deserializer=dfs_dot_v1_dot_admin__pb2.ScrubRequest.FromString,
+                    response_serializer=dfs_dot_v1_dot_admin__pb2.AdminReply.SerializeToString,
+            ),
+            'Fsck': grpc.unary_stream_rpc_method_handler(
+                    servicer.Fsck,
+                    request_deserializer=dfs_dot_v1_dot_admin__pb2.FsckRequest.FromString,
+                    response_serializer=dfs_dot_v1_dot_admin__pb2.FsckUpdate.SerializeToString,
+            ),
+            'SessionList': grpc.unary_unary_rpc_method_handler(
+                    servicer.SessionList,
+                    request_deserializer=dfs_dot_v1_dot_common__pb2.Empty.FromString,
+                    response_serializer=dfs_dot_v1_dot_admin__pb2.SessionListReply.SerializeToString,
+            ),
+            'SessionEvict': grpc.unary_unary_rpc_method_handler(
+                    servicer.SessionEvict,
+                    request_deserializer=dfs_dot_v1_dot_admin__pb2.SessionEvictRequest.FromString,
                     response_serializer=dfs_dot_v1_dot_admin__pb2.AdminReply.SerializeToString,
             ),
     }
@@ -663,6 +716,87 @@ class Admin:
             target,
             '/dfs.v1.Admin/ScrubStart',
             dfs_dot_v1_dot_admin__pb2.ScrubRequest.SerializeToString,
+            dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fsck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dfs.v1.Admin/Fsck',
+            dfs_dot_v1_dot_admin__pb2.FsckRequest.SerializeToString,
+            dfs_dot_v1_dot_admin__pb2.FsckUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SessionList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.Admin/SessionList',
+            dfs_dot_v1_dot_common__pb2.Empty.SerializeToString,
+            dfs_dot_v1_dot_admin__pb2.SessionListReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SessionEvict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.Admin/SessionEvict',
+            dfs_dot_v1_dot_admin__pb2.SessionEvictRequest.SerializeToString,
             dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
             options,
             channel_credentials,

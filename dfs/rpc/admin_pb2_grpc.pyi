@@ -63,6 +63,16 @@ class AdminStub:
     """What a ring change would move, without making it (metadata leader)."""
     ScrubStart: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ScrubRequest, _admin_pb2.AdminReply]
     """Starts a scrub pass now (data servers)."""
+    Fsck: _grpc.UnaryStreamMultiCallable[_admin_pb2.FsckRequest, _admin_pb2.FsckUpdate]
+    """Checks the namespace and the chunk placement (metadata leader); streams progress,
+    then the report.
+    """
+    SessionList: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _admin_pb2.SessionListReply]
+    """Lists the open client sessions (metadata leader)."""
+    SessionEvict: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SessionEvictRequest, _admin_pb2.AdminReply]
+    """Ends a session: its unflushed writes can no longer commit, its open files close
+    (metadata leader).
+    """
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -97,6 +107,16 @@ class AdminAsyncStub(AdminStub):
     """What a ring change would move, without making it (metadata leader)."""
     ScrubStart: _aio.UnaryUnaryMultiCallable[_admin_pb2.ScrubRequest, _admin_pb2.AdminReply]  # type: ignore[assignment]
     """Starts a scrub pass now (data servers)."""
+    Fsck: _aio.UnaryStreamMultiCallable[_admin_pb2.FsckRequest, _admin_pb2.FsckUpdate]  # type: ignore[assignment]
+    """Checks the namespace and the chunk placement (metadata leader); streams progress,
+    then the report.
+    """
+    SessionList: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _admin_pb2.SessionListReply]  # type: ignore[assignment]
+    """Lists the open client sessions (metadata leader)."""
+    SessionEvict: _aio.UnaryUnaryMultiCallable[_admin_pb2.SessionEvictRequest, _admin_pb2.AdminReply]  # type: ignore[assignment]
+    """Ends a session: its unflushed writes can no longer commit, its open files close
+    (metadata leader).
+    """
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     """Admin service of every server."""
@@ -212,5 +232,33 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.AdminReply, _abc.Awaitable[_admin_pb2.AdminReply]]:
         """Starts a scrub pass now (data servers)."""
+
+    @_abc_1.abstractmethod
+    def Fsck(
+        self,
+        request: _admin_pb2.FsckRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.FsckUpdate], _abc.AsyncIterator[_admin_pb2.FsckUpdate]]:
+        """Checks the namespace and the chunk placement (metadata leader); streams progress,
+        then the report.
+        """
+
+    @_abc_1.abstractmethod
+    def SessionList(
+        self,
+        request: _common_pb2.Empty,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SessionListReply, _abc.Awaitable[_admin_pb2.SessionListReply]]:
+        """Lists the open client sessions (metadata leader)."""
+
+    @_abc_1.abstractmethod
+    def SessionEvict(
+        self,
+        request: _admin_pb2.SessionEvictRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.AdminReply, _abc.Awaitable[_admin_pb2.AdminReply]]:
+        """Ends a session: its unflushed writes can no longer commit, its open files close
+        (metadata leader).
+        """
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
