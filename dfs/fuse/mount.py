@@ -31,8 +31,14 @@ from dfs.logs import setup_logging
 
 log = logging.getLogger("dfs.mount")
 
-# Options dfs handles itself; everything else goes to the kernel as given.
-OWN_OPTIONS = {"attr_timeout", "deadline"}
+# Options dfs handles itself (name -> MountOptions field, and the unit a value is
+# given in); everything else goes to the kernel as given.
+OWN_OPTIONS: dict[str, tuple[str, float]] = {
+    "attr_timeout": ("attr_timeout_s", 1.0),
+    "entry_timeout": ("entry_timeout_s", 1.0),
+    "negative_timeout": ("negative_timeout_s", 1.0),
+    "deadline": ("request_deadline_s", 1.0),
+}
 
 
 class MountError(Exception):
@@ -71,14 +77,17 @@ def split_options(raw: list[str]) -> tuple[MountOptions, set[str]]:
                 ours[key] = value
             else:
                 kernel.add(item)
-    try:
-        options = MountOptions(
-            attr_timeout_s=float(ours.get("attr_timeout", 1.0)),
-            request_deadline_s=float(ours.get("deadline", 60.0)),
-        )
-    except ValueError as err:
-        raise MountError(f"bad mount option value: {err}") from err
-    return options, kernel
+    values: dict[str, float] = {}
+    for key, raw_value in ours.items():
+        field_name, unit = OWN_OPTIONS[key]
+        try:
+            number = float(raw_value)
+        except ValueError:
+            raise MountError(f"bad mount option value: {key}={raw_value}") from None
+        if number < 0:
+            raise MountError(f"bad mount option value: {key}={raw_value} (negative)")
+        values[field_name] = number * unit
+    return MountOptions(**values), kernel
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from dfs.client.bridge import AsyncioBridge
 from dfs.client.fs import FsClient
 from dfs.client.retry import LeaderUnavailable
 from dfs.fuse.kernel_view import KernelView
-from dfs.fuse.translate import caller_of, entry_attributes, kind_of_mode
+from dfs.fuse.translate import caller_of, entry_attributes, kind_of_mode, negative_entry
 from dfs.rpc import common_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,11 @@ READDIR_PAGE = 512
 
 @dataclass(frozen=True)
 class MountOptions:
-    attr_timeout_s: float = 1.0
+    """What the kernel may cache and for how long, and the per-request deadline."""
+
+    attr_timeout_s: float = 1.0  # attributes of a known inode
+    entry_timeout_s: float = 1.0  # a name -> inode lookup
+    negative_timeout_s: float = 1.0  # "no such name" (0: not cached)
     request_deadline_s: float = 60.0
 
 
@@ -77,7 +81,7 @@ class DfsOperations(pyfuse3.Operations):
         writes give it (readdir's attributes too, or the kernel would shrink the file)."""
         attr = self.fs.merge_pending(attr)
         self.kernel_view.told(attr)
-        return entry_attributes(attr, self.options.attr_timeout_s)
+        return entry_attributes(attr, self.options.attr_timeout_s, self.options.entry_timeout_s)
 
     def caller(self, ctx: pyfuse3.RequestContext) -> common_pb2.Caller:
         return caller_of(ctx)
@@ -86,7 +90,15 @@ class DfsOperations(pyfuse3.Operations):
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> Any:
         caller = self.caller(ctx)
-        return self.entry(await self.call(lambda: self.fs.lookup(caller, parent_inode, name)))
+        try:
+            attr = await self.call(lambda: self.fs.lookup(caller, parent_inode, name))
+        except pyfuse3.FUSEError as err:
+            if err.errno != errno.ENOENT or not self.options.negative_timeout_s:
+                raise
+            # Inode 0: the kernel caches "no such name" for the negative timeout; its
+            # own creates and renames in this mount replace the entry at once.
+            return negative_entry(self.options.negative_timeout_s)
+        return self.entry(attr)
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Any:
         caller = self.caller(ctx)

@@ -25,7 +25,9 @@ def kind_of_mode(mode: int) -> int:
     return KIND_OF_BITS.get(stat.S_IFMT(mode), 0)
 
 
-def entry_attributes(attr: common_pb2.Attr, timeout_s: float) -> pyfuse3.EntryAttributes:
+def entry_attributes(
+    attr: common_pb2.Attr, attr_timeout_s: float, entry_timeout_s: float
+) -> pyfuse3.EntryAttributes:
     entry = pyfuse3.EntryAttributes()
     entry.st_ino = attr.ino
     entry.generation = attr.generation
@@ -40,8 +42,16 @@ def entry_attributes(attr: common_pb2.Attr, timeout_s: float) -> pyfuse3.EntryAt
     entry.st_atime_ns = attr.atime_ns
     entry.st_mtime_ns = attr.mtime_ns
     entry.st_ctime_ns = attr.ctime_ns
+    entry.entry_timeout = entry_timeout_s
+    entry.attr_timeout = attr_timeout_s
+    return entry
+
+
+def negative_entry(timeout_s: float) -> pyfuse3.EntryAttributes:
+    """A lookup's "no such name" that the kernel may cache for `timeout_s`."""
+    entry = pyfuse3.EntryAttributes()
+    entry.st_ino = 0
     entry.entry_timeout = timeout_s
-    entry.attr_timeout = timeout_s
     return entry
 
 
