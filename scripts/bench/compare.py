@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from aggregate import LOCAL, PASSTHROUGH
 from comparison import Comparison
@@ -30,7 +31,9 @@ from figures import WORKLOAD_NAMES, figures_of
 from machine import describe
 from mounts import MountError, PassthroughMount
 from plot import PLOT_NOTE_PREFIX, plot_ratios
+from profiled import profile_dfs
 from report import markdown, text
+from sizes import SIZES
 
 DFS = "dfs"
 FS_SCRIPT = Path(__file__).resolve().parent / "fs.py"
@@ -38,10 +41,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = Path(".venv/bin/python")
 REEXEC_MARKER = "DFS_BENCH_REEXECUTED"
 DEFAULT_ROUNDS = 3
+QUICK_ROUNDS = 1  # a smoke run: every code path once, in `make test`'s budget
 # Bounds of one fs.py run; a run that takes longer is killed and reported.
-FS_RUN_TIMEOUT_S = {"quick": 300.0, "full": 3600.0}
-ROUND_TRIP_CALLS = {"quick": 200, "full": 2000}
-FSYNC_APPENDS = {"quick": 20, "full": 200}
+FS_RUN_TIMEOUT_S = {"quick": 300.0, "medium": 3600.0, "full": 3600.0}
+ROUND_TRIP_CALLS = {"quick": 200, "medium": 2000, "full": 2000}
+FSYNC_APPENDS = {"quick": 20, "medium": 200, "full": 200}
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 
@@ -52,10 +56,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(`dfs up`: 3 metadata, 4 data servers, R = 3) in interleaved rounds. "
         "Run as root, so caches can be dropped before read phases.",
     )
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                        help=f"interleaved rounds (default {DEFAULT_ROUNDS}; use >= 3 for "
-                        "meaningful spreads)")
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--rounds", type=int,
+                        help=f"interleaved rounds (default {DEFAULT_ROUNDS}, {QUICK_ROUNDS} with "
+                        "--quick; use >= 3 for meaningful spreads)")
+    parser.add_argument("--sizes", choices=list(SIZES), default="full",
+                        help="workload sizes (default full, issue 20's; medium keeps a "
+                        "3-round run with dfs near half an hour on 2 cores)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"--sizes quick and {QUICK_ROUNDS} round: a smoke run")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--markdown", action="store_true",
                         help="print the tables as Markdown (for docs) instead of plain text")
@@ -81,9 +89,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-drop", action="store_true",
                         help="do not drop the kernel page cache (when not root)")
     parser.add_argument("--plot", type=Path, help="PNG of the ratios (default WORKDIR/ratios.png)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="after the rounds, run each workload once more on dfs with py-spy "
+                        "recording the mount and every server; summaries and flamegraphs in DIR")
     parser.add_argument("--report", type=Path, metavar="RESULTS.json",
                         help="measure nothing: print the report (and plot) of an earlier run")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = "quick"
+    if args.rounds is None:
+        args.rounds = QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     chosen = {name.strip() for name in args.only.split(",") if name.strip()}
@@ -93,8 +108,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+STARTED = time.monotonic()
+
+
 def progress(message: str) -> None:
-    print(f"[compare] {message}", file=sys.stderr, flush=True)
+    print(f"[compare {time.monotonic() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -108,7 +126,7 @@ class Run:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
-        self.size_kind = "quick" if args.quick else "full"
+        self.size_kind: str = args.sizes
         self.status: dict[str, str] = {}
         self.dirs: dict[str, Path] = {}
         self.samples: dict[str, dict[str, list[float]]] = {}
@@ -182,22 +200,8 @@ class Run:
 
     def _run_fs(self, name: str, index: int) -> None:
         label = f"round {index + 1}/{self.args.rounds} {name}"
-        progress(f"{label}: fs.py {'--quick ' if self.args.quick else ''}on {name}")
-        argv = [sys.executable, str(FS_SCRIPT), str(self.dirs[name]), "--json",
-                "--label", label, "--only", ",".join(self.args.only)]
-        argv += ["--quick"] if self.args.quick else []
-        argv += ["--no-drop"] if self.args.no_drop else []
-        if name == DFS and self.args.dfs_drop_cache_cmd:
-            argv += ["--drop-cache-cmd", self.args.dfs_drop_cache_cmd]
-        try:
-            done = subprocess.run(argv, stdout=subprocess.PIPE, check=False,
-                                  timeout=FS_RUN_TIMEOUT_S[self.size_kind])
-            result = json.loads(done.stdout)
-        except subprocess.TimeoutExpired:
-            self.errors.setdefault(name, []).append(f"{label}: fs.py timed out")
-            return
-        except json.JSONDecodeError:
-            self.errors.setdefault(name, []).append(f"{label}: fs.py exited {done.returncode}")
+        result = self._fs_json(name, label, self.args.only)
+        if result is None:
             return
         for figure, measured in result["figures"].items():
             self.samples[name].setdefault(figure, []).append(float(measured["value"]))
@@ -207,6 +211,38 @@ class Run:
             self.errors.setdefault(name, []).append(f"{label} {workload}: {message}")
         if not result["caches"]["kernel_dropped"] and not self.args.no_drop:
             self.notes.append(f"{label}: caches not dropped: {result['caches']['kernel_problem']}")
+
+    def _fs_json(self, name: str, label: str, only: list[str]) -> dict[str, Any] | None:
+        """One fs.py run on target `name`; its JSON, or None (recorded as an error)."""
+        progress(f"{label}: fs.py --sizes {self.size_kind} on {name}")
+        argv = [sys.executable, str(FS_SCRIPT), str(self.dirs[name]), "--json",
+                "--label", label, "--only", ",".join(only), "--sizes", self.size_kind]
+        argv += ["--no-drop"] if self.args.no_drop else []
+        if name == DFS and self.args.dfs_drop_cache_cmd:
+            argv += ["--drop-cache-cmd", self.args.dfs_drop_cache_cmd]
+        try:
+            done = subprocess.run(argv, stdout=subprocess.PIPE, check=False,
+                                  timeout=FS_RUN_TIMEOUT_S[self.size_kind])
+            result: dict[str, Any] = json.loads(done.stdout)
+        except subprocess.TimeoutExpired:
+            self.errors.setdefault(name, []).append(f"{label}: fs.py timed out")
+            return None
+        except json.JSONDecodeError:
+            self.errors.setdefault(name, []).append(f"{label}: fs.py exited {done.returncode}")
+            return None
+        return result
+
+    def profile(self) -> None:
+        """The profiled pass over dfs (--profile), after the measured rounds."""
+        if self.args.profile is None:
+            return
+        if self.dfs is None:
+            self.notes.append("profile skipped: dfs was not running")
+            return
+        self.notes.append(profile_dfs(
+            lambda only: self._fs_json(DFS, f"profile {only[0]}", only),
+            self.dfs.processes(), self.args.only, self.args.profile.resolve(), progress,
+        ))
 
     def _measure_floor(self, index: int) -> None:
         import floor  # imports dfs and grpc: only the floor needs them
@@ -219,7 +255,7 @@ class Run:
     def comparison(self, command: str) -> Comparison:
         return Comparison(
             machine=describe(self.workdir), command=command, rounds=self.args.rounds,
-            quick=self.args.quick, status=self.status, targets=list(self.dirs),
+            size_set=self.size_kind, status=self.status, targets=list(self.dirs),
             figure_names=figures_of(self.args.only), samples=self.samples,
             round_trip_samples=self.round_trips, fsync_samples=self.fsyncs,
             errors=self.errors, notes=self.notes, load_samples=self.loads,
@@ -279,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run.start_targets()
         run.run_rounds()
+        run.profile()
     finally:
         run.stop_targets()
     command = " ".join(["compare.py", *(argv if argv is not None else sys.argv[1:])])

@@ -26,7 +26,7 @@ class Comparison:
     machine: dict[str, object]
     command: str
     rounds: int
-    quick: bool
+    size_set: str
     status: dict[str, str]
     targets: list[str]
     figure_names: list[str]
@@ -89,7 +89,8 @@ class Comparison:
             "machine": self.machine,
             "command": self.command,
             "rounds": self.rounds,
-            "quick": self.quick,
+            "quick": self.size_set == "quick",
+            "size_set": self.size_set,
             "status": self.status,
             "targets": self.targets,
             "figures": figures,
@@ -122,7 +123,8 @@ class Comparison:
                     samples[target][name] = measured["samples"]
         return cls(
             machine=data["machine"], command=data["command"], rounds=data["rounds"],
-            quick=data["quick"], status=data["status"], targets=targets,
+            size_set=data.get("size_set") or ("quick" if data["quick"] else "full"),
+            status=data["status"], targets=targets,
             figure_names=list(data["figures"]), samples=samples,
             round_trip_samples=data["floor"]["grpc_round_trip_samples"],
             fsync_samples=data["floor"]["fsync_samples"],

@@ -7,6 +7,7 @@ mount is up or stay in the foreground; both are handled.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ REPLICAS = 3
 UP_TIMEOUT_S = 120.0
 DOWN_TIMEOUT_S = 60.0
 POLL_S = 0.1
+CLUSTER_FILE = "cluster.json"  # what `dfs up` records in its --dir
 
 
 def default_dfs_cmd() -> list[str]:
@@ -39,6 +41,15 @@ class DfsCluster:
     state_dir: Path
     mountpoint: Path
     foreground: subprocess.Popen[bytes] | None
+
+    def processes(self) -> dict[str, int]:
+        """Pid of the mount and of every server, by name (mount, meta1, data1, ...),
+        from the cluster.json `dfs up` wrote."""
+        record = json.loads((self.state_dir / CLUSTER_FILE).read_text())
+        pids = {"mount": int(record["mount"]["pid"])}
+        for kind in ("meta", "data"):
+            pids |= {f"{kind}{proc['id']}": int(proc["pid"]) for proc in record[kind]}
+        return pids
 
     def stop(self) -> None:
         subprocess.run([*self.dfs_cmd, "down", "--dir", str(self.state_dir)],

@@ -21,7 +21,7 @@ from pathlib import Path
 from caches import CacheDropper
 from context import Bench
 from figures import SPEC_BY_NAME, WORKLOAD_NAMES, Figure
-from sizes import FULL, QUICK, Sizes
+from sizes import SIZES, Sizes
 from table import number, render
 from workloads import WORKLOADS
 
@@ -36,7 +36,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "Needs root to drop the kernel page cache before read phases.",
     )
     parser.add_argument("dir", type=Path, help="an existing directory on the file system to test")
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--sizes", choices=list(SIZES), default="full",
+                        help="workload sizes (default full, issue 20's)")
+    parser.add_argument("--quick", action="store_true", help="--sizes quick: a smoke run")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--only", metavar="NAME,...", default=",".join(WORKLOAD_NAMES),
@@ -57,6 +59,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown or not chosen:
         parser.error(f"--only: unknown workload(s) {unknown}; choose from {WORKLOAD_NAMES}")
     args.only = [name for name in WORKLOAD_NAMES if name in chosen]
+    if args.quick:
+        args.sizes = "quick"
     if not args.dir.is_dir():
         parser.error(f"{args.dir} is not a directory")
     return args
@@ -77,7 +81,7 @@ class RunResult:
     """What one fs.py run measured, failed at, and how it dropped caches."""
 
     directory: Path
-    quick: bool
+    size_set: str
     workloads: list[str]
     sizes: Sizes
     figures: dict[str, Figure] = field(default_factory=dict)
@@ -88,7 +92,8 @@ class RunResult:
     def to_json(self) -> dict[str, object]:
         return {
             "dir": str(self.directory),
-            "quick": self.quick,
+            "quick": self.size_set == "quick",
+            "size_set": self.size_set,
             "workloads": self.workloads,
             "sizes": asdict(self.sizes),
             "figures": {
@@ -103,7 +108,7 @@ class RunResult:
 
 def run(args: argparse.Namespace) -> RunResult:
     """Run the chosen workloads, each in its own directory, removed afterwards."""
-    result = RunResult(args.dir, args.quick, args.only, QUICK if args.quick else FULL)
+    result = RunResult(args.dir, args.sizes, args.only, SIZES[args.sizes])
     result.caches = CacheDropper(args.drop_cache_cmd, kernel=not args.no_drop)
     show = progress_printer(args.label)
     started = time.monotonic()
@@ -134,7 +139,7 @@ def human_table(result: RunResult) -> str:
         [f.name, number(f.value), SPEC_BY_NAME[f.name].unit, SPEC_BY_NAME[f.name].meaning, f.note]
         for f in result.figures.values()
     ]
-    lines = [f"fs.py on {result.directory} ({'quick' if result.quick else 'full'} sizes)", ""]
+    lines = [f"fs.py on {result.directory} ({result.size_set} sizes)", ""]
     lines.append(render(["figure", "value", "unit", "what", "note"], rows, "lrlll"))
     lines += [f"FAILED {name}: {message}" for name, message in result.errors.items()]
     if result.caches is not None and result.caches.kernel_problem:

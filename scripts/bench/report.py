@@ -70,7 +70,7 @@ def floor_inputs(comparison: Comparison) -> str | None:
 
 
 def text(comparison: Comparison) -> str:
-    kind = "quick" if comparison.quick else "full"
+    kind = comparison.size_set
     machine = comparison.machine
     header, rows = figure_rows(comparison)
     parts = [

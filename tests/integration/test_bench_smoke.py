@@ -1,15 +1,18 @@
-"""Smoke runs of the benchmark harness (issue 20): `compare.py --quick --rounds 1`.
+"""Smoke runs of the benchmark harness (issue 20): `compare.py --quick` (one round).
 
-Each must measure every figure on a local directory and on the passthrough mount it
-starts itself, measure the floor's round trip and fsync, and leave nothing mounted
-or running. The `make test` run leaves dfs out to stay within its time budget; the
-long variant includes dfs (`dfs up`, 3 metadata, 4 data, R = 3).
+The `make test` run measures all three targets, a local directory, the passthrough
+mount it starts itself and dfs (`dfs up`, 3 metadata, 4 data, R = 3), and must print
+the ratio table with every figure for each of them, the floor's round trip and
+fsync, and leave nothing mounted or running. Long variants check the run without
+dfs and the profiled pass and plot.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,9 +34,13 @@ FIGURES = (
     "parallel_create",
 )
 FLOOR_OPS = ("create_empty", "mkdir", "rename_same_dir", "rename_cross_dir")
-# Bounds, not speed targets: the run takes about 6 s on an idle machine.
-RUN_TIMEOUT_S = 90.0
-RUN_WITH_DFS_TIMEOUT_S = 400.0
+TARGETS = ("local", "passthrough", "dfs")
+RATIO_COLUMNS = ("passthrough/local", "dfs/passthrough", "dfs/local")
+# Bounds, not speed targets: on an idle machine the run with dfs takes about 30 s,
+# without dfs about 6 s.
+RUN_TIMEOUT_S = 150.0
+RUN_WITHOUT_DFS_TIMEOUT_S = 90.0
+RUN_PROFILED_TIMEOUT_S = 400.0
 CLEANUP_TIMEOUT_S = 30.0
 
 
@@ -41,8 +48,7 @@ def run_compare(
     workdir: Path, timeout_s: float, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     """compare.py in its own process; on a timeout it gets SIGTERM first, so it unmounts."""
-    argv = [sys.executable, str(COMPARE), "--quick", "--rounds", "1", "--json",
-            "--workdir", str(workdir), *extra]
+    argv = [sys.executable, str(COMPARE), "--quick", "--workdir", str(workdir), *extra]
     env = {**os.environ, RUN_TOKEN_ENV: RUN_TOKEN}
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -59,8 +65,11 @@ def run_compare(
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-def run_and_unmount(tmp_path: Path, timeout_s: float, *extra: str) -> dict[str, Any]:
-    """Run compare.py, fail on any mount left behind (removing it), return its JSON."""
+def run_and_unmount(
+    tmp_path: Path, timeout_s: float, *extra: str
+) -> tuple[str, dict[str, Any]]:
+    """Run compare.py, fail on any mount left behind (removing it); returns its printed
+    report and the results.json it wrote."""
     workdir = tmp_path / "bench"
     try:
         done = run_compare(workdir, timeout_s, *extra)
@@ -69,11 +78,27 @@ def run_and_unmount(tmp_path: Path, timeout_s: float, *extra: str) -> dict[str, 
         for mount in leftovers:
             subprocess.run(["fusermount3", "-uz", mount], check=False)
     assert not leftovers, f"compare.py left mounts behind: {leftovers}"
-    assert (workdir / "results.json").exists()
+    assert (workdir / "results.json").exists(), done.stderr[-4000:]
     assert not (workdir / "local").exists(), "the targets' data must be removed"
-    result: dict[str, Any] = json.loads(done.stdout)
-    assert done.returncode == 0 or "dfs" in result["errors"], done.stderr[-4000:]
-    return result
+    assert not (workdir / "dfs").exists(), "the dfs state must be removed"
+    result: dict[str, Any] = json.loads((workdir / "results.json").read_text())
+    assert done.returncode == 0, (result["errors"], done.stderr[-4000:])
+    return done.stdout, result
+
+
+def table_rows(report: str, first_column: str) -> dict[str, list[str]]:
+    """The rows of the printed table whose header starts with `first_column`, by their
+    first cell; a header row maps to its column names."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [first_column])
+    header = lines[start].split()
+    rows = {"header": header}
+    for line in lines[start + 2:]:  # past the header and its rule
+        if not line.strip():
+            break
+        cells = line.split()
+        rows[cells[0]] = cells[1:]
+    return rows
 
 
 def assert_every_figure(result: dict[str, Any], targets: tuple[str, ...]) -> None:
@@ -93,10 +118,41 @@ def assert_every_figure(result: dict[str, Any], targets: tuple[str, ...]) -> Non
         assert floor["ops"][op]["floor_ops_per_s"] > 0, op
 
 
+def assert_ratio_table(report: str) -> None:
+    """Every figure's row holds a median for each target and every ratio, none missing."""
+    figures = table_rows(report, "figure")
+    assert figures["header"] == ["figure", "unit", *TARGETS, *RATIO_COLUMNS], figures["header"]
+    for name in FIGURES:
+        cells = figures[name]
+        # unit, then "value (spread%)" per target, then one number per ratio
+        ratios = cells[-len(RATIO_COLUMNS):]
+        assert all(float(r) >= 0 for r in ratios), (name, cells)
+        assert "-" not in cells, (name, cells)
+        assert len(cells) == 1 + 2 * len(TARGETS) + len(RATIO_COLUMNS), (name, cells)
+    floors = table_rows(report, "operation")
+    assert floors["header"][-1] == "dfs/floor"
+    for op in FLOOR_OPS:
+        assert float(floors[op][-1]) > 0, (op, floors[op])
+
+
 @pytest.mark.fuse
 @pytest.mark.timeout(RUN_TIMEOUT_S + 2 * CLEANUP_TIMEOUT_S)
-def test_quick_compare_measures_every_figure_for_local_and_passthrough(tmp_path: Path) -> None:
-    result = run_and_unmount(tmp_path, RUN_TIMEOUT_S, "--no-dfs")
+def test_quick_compare_prints_every_ratio_for_local_passthrough_and_dfs(tmp_path: Path) -> None:
+    report, result = run_and_unmount(tmp_path, RUN_TIMEOUT_S)
+    assert result["errors"] == {}
+    assert_every_figure(result, TARGETS)
+    for name in FIGURES:
+        assert result["figures"][name]["ratios"]["dfs/passthrough"] > 0, name
+    for op in FLOOR_OPS:
+        assert result["floor"]["ops"][op]["vs_floor"]["dfs"] > 0, op
+    assert_ratio_table(report)
+
+
+@pytest.mark.fuse
+@pytest.mark.long
+@pytest.mark.timeout(RUN_WITHOUT_DFS_TIMEOUT_S + 2 * CLEANUP_TIMEOUT_S)
+def test_quick_compare_without_dfs_measures_local_and_passthrough(tmp_path: Path) -> None:
+    _, result = run_and_unmount(tmp_path, RUN_WITHOUT_DFS_TIMEOUT_S, "--no-dfs")
     assert_every_figure(result, ("local", "passthrough"))
     assert result["status"]["dfs"] == "left out (--no-dfs)"
     assert result["errors"] == {}
@@ -104,13 +160,24 @@ def test_quick_compare_measures_every_figure_for_local_and_passthrough(tmp_path:
 
 @pytest.mark.fuse
 @pytest.mark.long
-@pytest.mark.timeout(RUN_WITH_DFS_TIMEOUT_S + 2 * CLEANUP_TIMEOUT_S)
-def test_quick_compare_with_dfs_reports_it_beside_local_and_passthrough(tmp_path: Path) -> None:
-    result = run_and_unmount(tmp_path, RUN_WITH_DFS_TIMEOUT_S)
-    assert_every_figure(result, ("local", "passthrough"))
-    if result["status"]["dfs"] != "measured":
-        pytest.fail(f"dfs was not measured: {result['status']['dfs']}")
-    measured = [n for n in FIGURES if result["figures"][n]["targets"]["dfs"] is not None]
-    assert measured, "dfs produced no figure"
-    for name in measured:
-        assert result["figures"][name]["ratios"]["dfs/passthrough"] is not None, name
+@pytest.mark.timeout(RUN_PROFILED_TIMEOUT_S + 2 * CLEANUP_TIMEOUT_S)
+def test_quick_compare_profiles_dfs_and_plots_the_ratios(tmp_path: Path) -> None:
+    """With py-spy and matplotlib (the `bench` extra) it writes a profile per workload
+    and the plot; without them it says so, and measures all the same."""
+    profile_dir, plot = tmp_path / "profile", tmp_path / "ratios.png"
+    only = "churn,readdir"
+    _, result = run_and_unmount(tmp_path, RUN_PROFILED_TIMEOUT_S, "--only", only,
+                                "--profile", str(profile_dir), "--plot", str(plot))
+    notes = "\n".join(result["notes"])
+    if shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists():
+        assert f"profile written to {profile_dir}" in notes, notes
+        for workload in only.split(","):
+            summary = (profile_dir / f"{workload}.txt").read_text()
+            assert "== mount:" in summary and "== meta1:" in summary, summary[:2000]
+            assert (profile_dir / f"{workload}-mount.svg").read_text().startswith("<?xml")
+    else:
+        assert "profile skipped: py-spy is not installed" in notes, notes
+    if importlib.util.find_spec("matplotlib"):
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert "plot skipped: matplotlib is not installed" in notes, notes
