@@ -233,11 +233,9 @@ def start(args: argparse.Namespace, directory: Path, record_path: Path) -> Clust
             log,
         )
         record.meta.append(ProcessRecord(node_id, addr, pid, str(data_dir), str(log)))
-    record.save(record_path)
-    for proc in record.meta:
-        wait_for(f"metadata server {proc.id}", health_probe(proc.addr), proc.pid, Path(proc.log))
-    if not previous:
-        set_replication(meta_addrs, secret_path, replicas)
+    # Data servers start beside the metadata servers rather than after them: they
+    # retry registering until a leader answers, and their interpreters' start-up
+    # (most of `dfs up`'s time on a busy machine) then overlaps the election.
     meta_flag = ",".join(meta_addrs)
     for server_id, addr in enumerate(data_addrs, start=1):
         data_dir, log = directory / f"data{server_id}", directory / f"data{server_id}.log"
@@ -260,6 +258,10 @@ def start(args: argparse.Namespace, directory: Path, record_path: Path) -> Clust
         )
         record.data.append(ProcessRecord(server_id, addr, pid, str(data_dir), str(log)))
     record.save(record_path)
+    for proc in record.meta:
+        wait_for(f"metadata server {proc.id}", health_probe(proc.addr), proc.pid, Path(proc.log))
+    if not previous:
+        set_replication(meta_addrs, secret_path, replicas)
     for proc in record.data:
         wait_for(f"data server {proc.id}", health_probe(proc.addr), proc.pid, Path(proc.log))
     mount_path = (
