@@ -2,10 +2,11 @@
 no live session can still commit, once they are older than a grace period.
 
 Owns that walk only. A chunk is deleted only when, in one answer of the metadata
-service, it was unreferenced and below the sweep horizon (the lowest id allocated to
-a live session: every id below it is either referenced or garbage for good, since a
-commit naming an id outside its session's ranges is refused), and its file here is
-older than the grace period. It catches what the GC queue cannot: uploads whose
+service, it was unreferenced, already allocated and outside every live session's
+allocated ranges (a commit naming an id outside its session's ranges is refused, so
+such a chunk is garbage for good; this is the sweep horizon rule made exact, so one
+long-lived mount's oldest range does not pin every later orphan), and its file here
+is older than the grace period. It catches what the GC queue cannot: uploads whose
 writer died or whose session expired before the commit, and copies left on a server
 that was away when the queue was drained.
 """
@@ -64,7 +65,7 @@ class OrphanSweep:
             if not held:
                 break
             refs = await held_refs(self.channels, held)
-            dead = [c for c in held if c not in refs.live and c < refs.sweep_horizon]
+            dead = [c for c in held if c not in refs.live and not refs.committable(c)]
             if dead:
                 deleted += await asyncio.to_thread(self._delete_old, dead)
             if len(held) < BATCH or held[-1] == 2**64 - 1:

@@ -62,6 +62,16 @@ class ChunkTable:
         for chunk_id in chunk_ids:
             self.gc_queue.pop(chunk_id, None)
 
+    def allocated_from(self, start: int) -> list[tuple[int, int]]:
+        """(first, count) of every live session's range that ends above `start`,
+        sorted: the ids a live session may still commit."""
+        return sorted(
+            (first, count)
+            for ranges in self.ranges.values()
+            for first, count in ranges
+            if first + count > start
+        )
+
     def sweep_horizon(self) -> int:
         """Chunk ids below this are either referenced or garbage: no live session can
         still commit them."""

@@ -84,6 +84,9 @@ class ClusterService(meta_pb2_grpc.ClusterServicer):
             refs=list(result.refs),
             next=result.next,
             sweep_horizon=result.sweep_horizon,
+            allocated_first=[first for first, _ in result.allocated],
+            allocated_count=[count for _, count in result.allocated],
+            next_chunk_id=result.next_chunk_id,
         )
 
     async def FetchGC(

@@ -219,6 +219,8 @@ def list_chunk_refs(state: NamespaceState, q: ListChunkRefs) -> ChunkRefsResult:
         refs=tuple(refs[chunk_id] for chunk_id in page),
         next=page[-1] + 1 if more and page else 0,
         sweep_horizon=state.chunks.sweep_horizon(),
+        allocated=tuple(state.chunks.allocated_from(q.start)),
+        next_chunk_id=state.chunks.next_chunk_id,
     )
 
 

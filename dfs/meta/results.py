@@ -97,6 +97,10 @@ class ChunkRefsResult:
     refs: tuple[int, ...]
     next: int
     sweep_horizon: int
+    # Live sessions' ranges ending above the page's start, and the id counter: an
+    # unreferenced id below next_chunk_id outside every range can never be committed.
+    allocated: tuple[tuple[int, int], ...] = ()
+    next_chunk_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

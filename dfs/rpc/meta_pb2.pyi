@@ -1515,10 +1515,17 @@ class ListChunkRefsReply(_message.Message):
     REFS_FIELD_NUMBER: _builtins.int
     NEXT_FIELD_NUMBER: _builtins.int
     SWEEP_HORIZON_FIELD_NUMBER: _builtins.int
+    ALLOCATED_FIRST_FIELD_NUMBER: _builtins.int
+    ALLOCATED_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_CHUNK_ID_FIELD_NUMBER: _builtins.int
     next: _builtins.int
     """Resume from here; 0 when done."""
     sweep_horizon: _builtins.int
     """Chunk ids below this are either live or safe to delete (sweep horizon)."""
+    next_chunk_id: _builtins.int
+    """The next id the metadata service will allocate: an unreferenced id below it and
+    outside every live range can never be committed.
+    """
     @_builtins.property
     def chunk_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Chunk ids with at least one reference, ascending."""
@@ -1527,6 +1534,14 @@ class ListChunkRefsReply(_message.Message):
     def refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Reference count of each id in chunk_ids."""
 
+    @_builtins.property
+    def allocated_first(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """First ids of the ranges allocated to live sessions that end above start."""
+
+    @_builtins.property
+    def allocated_count(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Length of each of those ranges."""
+
     def __init__(
         self,
         *,
@@ -1534,10 +1549,13 @@ class ListChunkRefsReply(_message.Message):
         refs: _abc.Iterable[_builtins.int] | None = ...,
         next: _builtins.int = ...,
         sweep_horizon: _builtins.int = ...,
+        allocated_first: _abc.Iterable[_builtins.int] | None = ...,
+        allocated_count: _abc.Iterable[_builtins.int] | None = ...,
+        next_chunk_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ids", b"chunk_ids", "next", b"next", "refs", b"refs", "sweep_horizon", b"sweep_horizon"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated_count", b"allocated_count", "allocated_first", b"allocated_first", "chunk_ids", b"chunk_ids", "next", b"next", "next_chunk_id", b"next_chunk_id", "refs", b"refs", "sweep_horizon", b"sweep_horizon"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,20 +19,26 @@ import grpc
 import pytest
 
 from dfs.auth import aio_channel
-from dfs.client.data import FileData
-from dfs.client.meta import MetaClient
-from dfs.client.retry import RetryPolicy
 from dfs.placement.ring import Ring
 from dfs.placement.wire import config_from_proto
-from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2, data_pb2, data_pb2_grpc
-from tests.support.data_cluster import DataCluster, make_data_cluster, stop_all_at_once
+from dfs.rpc import admin_pb2, admin_pb2_grpc
+from tests.support.data_cluster import (
+    ROOT,
+    ROOT_INO,
+    DataCluster,
+    WrittenFile,
+    assert_all_read_back,
+    flip_byte_in_copy,
+    holders,
+    make_data_cluster,
+    open_client,
+    stop_all_at_once,
+    write_file,
+)
 from tests.support.meta_cluster import make_meta_cluster
 from tests.support.procs import ProcessSet
 
 T = TypeVar("T")
-ROOT = common_pb2.Caller(uid=0, gid=0)
-ROOT_INO = 1
-POLICY = RetryPolicy(deadline_s=30, attempt_timeout_s=2.0)
 MIB = 1024 * 1024
 MAX_FILE = 20 * MIB
 BODY_MAX_FILE = 8 * MIB
@@ -48,58 +52,12 @@ def run(body: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-@dataclass(frozen=True)
-class WrittenFile:
-    ino: int
-    seed: int
-    size: int
-
-    def content(self) -> bytes:
-        return random.Random(self.seed).randbytes(self.size)
-
-
 def start_cluster(procs: ProcessSet, secret_file: Path) -> DataCluster:
     meta = make_meta_cluster(procs, secret_file)
     meta.start_all()
     data = make_data_cluster(meta)
     data.start_all()
     return data
-
-
-async def open_client(cluster: DataCluster) -> tuple[MetaClient, FileData]:
-    meta = MetaClient(cluster.meta.addr_list, cluster.meta.secret, POLICY, client_name="test")
-    await meta.open()
-    return meta, FileData(meta, cluster.meta.secret, call_timeout_s=10.0)
-
-
-async def write_file(meta: MetaClient, files: FileData, name: str, seed: int,
-                     size: int) -> tuple[WrittenFile, list[int]]:
-    attr = await meta.create(ROOT, ROOT_INO, name.encode(), 0o644)
-    written = WrittenFile(attr.ino, seed, size)
-    result = await files.write(ROOT, attr.ino, 0, written.content())
-    if size:
-        assert result.attr is not None and result.attr.size == size
-    for chunk in result.chunks:
-        assert len(set(chunk.durable_at)) == 3 and not chunk.under_replicated
-    return written, [chunk.chunk_id for chunk in result.chunks]
-
-
-async def assert_all_read_back(files: FileData, written: list[WrittenFile]) -> None:
-    for item in written:
-        got = await files.read(ROOT, item.ino, 0, item.size + 1)
-        assert got == item.content(), f"inode {item.ino} ({item.size} bytes) differs"
-
-
-async def holders(cluster: DataCluster, chunk_id: int, alive: set[int]) -> set[int]:
-    """Ids of live data servers holding a verified copy."""
-    found = set()
-    for server_id in alive:
-        async with aio_channel(cluster.addrs[server_id], cluster.meta.secret) as channel:
-            reply = await data_pb2_grpc.DataStub(channel).HasChunks(
-                data_pb2.HasChunksRequest(chunk_ids=[chunk_id], verify=True), timeout=10)
-            if reply.present[0]:
-                found.add(server_id)
-    return found
 
 
 def file_sizes(count: int, seed: int) -> list[int]:
@@ -110,22 +68,6 @@ def file_sizes(count: int, seed: int) -> list[int]:
     return [0, MAX_FILE] + [
         int(math.exp(rng.uniform(0, math.log(BODY_MAX_FILE)))) for _ in range(count - 2)
     ]
-
-
-def flip_byte_in_copy(data_dir: Path, chunk_id: int) -> None:
-    path = _chunk_path(data_dir / "store", chunk_id)
-    with open(path, "r+b") as chunk_file:
-        chunk_file.seek(os.path.getsize(path) - 1000)
-        original = chunk_file.read(1)
-        chunk_file.seek(-1, os.SEEK_CUR)
-        chunk_file.write(bytes([original[0] ^ 0x10]))
-
-
-def _chunk_path(store_dir: Path, chunk_id: int) -> Path:
-    # The store's layout (dfs/data/store.py): chunks/<low byte>/<second byte>/<hex id>.
-    # Opening a ChunkStore on a live server's dir to ask would tidy its temp files.
-    return (store_dir / "chunks" / f"{chunk_id & 0xFF:02x}" / f"{(chunk_id >> 8) & 0xFF:02x}"
-            / f"{chunk_id:016x}")
 
 
 @pytest.mark.timeout(180)

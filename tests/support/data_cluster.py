@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
+import os
+import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dfs.auth import ClusterSecret
+from dfs.auth import ClusterSecret, aio_channel, read_secret
+from dfs.client.data import FileData
+from dfs.client.meta import MetaClient
+from dfs.client.retry import RetryPolicy
 from dfs.data.chain import PeerChannels
 from dfs.data.load import Load
 from dfs.data.ringview import RingView
@@ -22,13 +28,16 @@ from dfs.data.service import DataService
 from dfs.data.store import ChunkStore
 from dfs.placement.members import Member, MemberState, RingConfig
 from dfs.placement.wire import config_to_proto
-from dfs.rpc import common_pb2, data_pb2_grpc, meta_pb2
+from dfs.rpc import common_pb2, data_pb2, data_pb2_grpc, meta_pb2
 from dfs.serving import GrpcServer
 from tests.support.meta_cluster import MetaCluster
 from tests.support.ports import free_addrs
 from tests.support.procs import ProcessSet, ServerProcess
 
 DFS = [sys.executable, "-m", "dfs.cli"]
+ROOT = common_pb2.Caller(uid=0, gid=0)
+ROOT_INO = 1
+POLICY = RetryPolicy(deadline_s=30, attempt_timeout_s=2.0)
 
 # -- in-process data servers ---------------------------------------------------------
 
@@ -221,3 +230,143 @@ def make_data_cluster(
     addrs = dict(enumerate(free_addrs(count), start=1))
     dirs = {i: base / f"data{i}" for i in addrs}
     return DataCluster(meta, addrs, dirs, list(extra_args or []))
+
+
+# -- files and copies in a real cluster ----------------------------------------------------
+
+SETTLE_WITHIN_S = 60.0  # background passes run every second or two; generous under load
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str,
+                     within_s: float = SETTLE_WITHIN_S) -> None:
+    """Poll `check` until it holds; AssertionError naming `what` past within_s."""
+    deadline = time.monotonic() + within_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within_s:.0f} s: {what}")
+        await asyncio.sleep(0.5)
+
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    ino: int
+    seed: int
+    size: int
+
+    def content(self) -> bytes:
+        return random.Random(self.seed).randbytes(self.size)
+
+
+async def open_client(cluster: DataCluster) -> tuple[MetaClient, FileData]:
+    meta = MetaClient(cluster.meta.addr_list, cluster.meta.secret, POLICY, client_name="test")
+    await meta.open()
+    return meta, FileData(meta, cluster.meta.secret, call_timeout_s=10.0)
+
+
+async def write_file(meta: MetaClient, files: FileData, name: str, seed: int,
+                     size: int) -> tuple[WrittenFile, list[int]]:
+    """A new file of `size` seeded bytes; its chunk ids. Asserts R = 3 durable copies."""
+    attr = await meta.create(ROOT, ROOT_INO, name.encode(), 0o644)
+    written = WrittenFile(attr.ino, seed, size)
+    result = await files.write(ROOT, attr.ino, 0, written.content())
+    if size:
+        assert result.attr is not None and result.attr.size == size
+    for chunk in result.chunks:
+        assert len(set(chunk.durable_at)) == 3 and not chunk.under_replicated
+    return written, [chunk.chunk_id for chunk in result.chunks]
+
+
+async def assert_all_read_back(files: FileData, written: list[WrittenFile]) -> None:
+    for item in written:
+        got = await files.read(ROOT, item.ino, 0, item.size + 1)
+        assert got == item.content(), f"inode {item.ino} ({item.size} bytes) differs"
+
+
+async def holders_of(cluster: DataCluster, chunk_ids: Sequence[int],
+                     server_ids: Sequence[int]) -> dict[int, set[int]]:
+    """chunk id -> ids of the given data servers holding a verified copy."""
+    found: dict[int, set[int]] = {chunk_id: set() for chunk_id in chunk_ids}
+    for server_id in server_ids:
+        async with aio_channel(cluster.addrs[server_id], cluster.meta.secret) as channel:
+            for first in range(0, len(chunk_ids), 1000):
+                part = list(chunk_ids[first : first + 1000])
+                reply = await data_pb2_grpc.DataStub(channel).HasChunks(
+                    data_pb2.HasChunksRequest(chunk_ids=part, verify=True), timeout=30)
+                for chunk_id, present in zip(part, reply.present, strict=True):
+                    if present:
+                        found[chunk_id].add(server_id)
+    return found
+
+
+async def holders(cluster: DataCluster, chunk_id: int, alive: set[int]) -> set[int]:
+    """Ids of live data servers holding a verified copy."""
+    return (await holders_of(cluster, [chunk_id], sorted(alive)))[chunk_id]
+
+
+def flip_byte_in_copy(data_dir: Path, chunk_id: int) -> None:
+    path = _chunk_path(data_dir / "store", chunk_id)
+    with open(path, "r+b") as chunk_file:
+        chunk_file.seek(os.path.getsize(path) - 1000)
+        original = chunk_file.read(1)
+        chunk_file.seek(-1, os.SEEK_CUR)
+        chunk_file.write(bytes([original[0] ^ 0x10]))
+
+
+def _chunk_path(store_dir: Path, chunk_id: int) -> Path:
+    # The store's layout (dfs/data/store.py): chunks/<low byte>/<second byte>/<hex id>.
+    # Opening a ChunkStore on a live server's dir to ask would tidy its temp files.
+    return (store_dir / "chunks" / f"{chunk_id & 0xFF:02x}" / f"{(chunk_id >> 8) & 0xFF:02x}"
+            / f"{chunk_id:016x}")
+
+
+def admin(meta: MetaCluster, *words: str, timeout_s: float = 60.0) -> tuple[int, object]:
+    """`dfs admin --json WORDS...` against the cluster: (exit status, parsed output or
+    the raw text when it is not JSON)."""
+    argv = [*DFS, "admin", "--meta", ",".join(meta.addr_list), "--secret",
+            str(meta.secret_file), "--json", *words]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    try:
+        return done.returncode, json.loads(done.stdout)
+    except ValueError:
+        return done.returncode, done.stdout + done.stderr
+
+
+# -- a writer that stops between upload and commit (run as a process) -------------------
+
+
+async def stalled_writer(meta_addrs: str, secret_path: str, report_path: str) -> None:
+    """Create a file, upload one chunk for it, report, SIGSTOP itself; once continued,
+    try to commit the chunk and report the outcome (an errno name or "committed")."""
+    secret = read_secret(Path(secret_path))
+    client = MetaClient(meta_addrs.split(","), secret, POLICY, client_name="stalled-writer")
+    await client.open()
+    files = FileData(client, secret, call_timeout_s=10.0)
+    report = Path(report_path)
+    data = random.Random(7).randbytes(300_000)
+    attr = await client.create(ROOT, ROOT_INO, b"stalled", 0o644)
+    stored = await files.write_chunk(data)
+    _write_report(report, {"phase": "uploaded", "chunk_id": stored.chunk_id, "ino": attr.ino})
+    os.kill(os.getpid(), signal.SIGSTOP)
+    update = meta_pb2.BlockUpdate(block=0, slices=[common_pb2.Slice(
+        offset=0, length=len(data), chunk_id=stored.chunk_id, offset_in_chunk=0,
+        epoch=stored.epoch)])
+    try:
+        await client.commit(ROOT, attr.ino, [update], len(data))
+        outcome = "committed"
+    except OSError as err:
+        outcome = errno.errorcode.get(err.errno or 0, str(err))
+    _write_report(report, {"phase": "done", "outcome": outcome})
+    await files.close()
+    await client.close()
+
+
+def _write_report(report: Path, content: dict[str, object]) -> None:
+    """Whole or absent for a reader polling it: written aside, then renamed."""
+    aside = report.with_suffix(".tmp")
+    aside.write_text(json.dumps(content))
+    aside.replace(report)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["stalled-writer"]:
+    asyncio.run(stalled_writer(*sys.argv[2:5]))

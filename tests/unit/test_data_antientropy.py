@@ -21,21 +21,25 @@ from tests.support.data_cluster import LocalDataServer, ring_of_servers, start_l
 
 
 class FakeRefs(meta_pb2_grpc.ClusterServicer):
-    def __init__(self, live: list[int], sweep_horizon: int) -> None:
+    def __init__(self, live: list[int], allocated: list[tuple[int, int]],
+                 next_chunk_id: int) -> None:
         self.live = sorted(live)
-        self.sweep_horizon = sweep_horizon
+        self.allocated = allocated
+        self.next_chunk_id = next_chunk_id
 
     async def ListChunkRefs(self, request: Any, context: Any) -> meta_pb2.ListChunkRefsReply:
         page = [c for c in self.live if c >= request.start][: request.limit]
         more = len(page) == request.limit and page[-1] != self.live[-1]
         return meta_pb2.ListChunkRefsReply(chunk_ids=page, refs=[1] * len(page),
                                            next=page[-1] + 1 if more else 0,
-                                           sweep_horizon=self.sweep_horizon)
+                                           allocated_first=[f for f, _ in self.allocated],
+                                           allocated_count=[c for _, c in self.allocated],
+                                           next_chunk_id=self.next_chunk_id)
 
 
-async def start_refs(live: list[int],
-                     sweep_horizon: int = 2**63) -> tuple[GrpcServer, LeaderChannels]:
-    refs = FakeRefs(live, sweep_horizon)
+async def start_refs(live: list[int], allocated: list[tuple[int, int]] | None = None,
+                     next_chunk_id: int = 2**63) -> tuple[GrpcServer, LeaderChannels]:
+    refs = FakeRefs(live, allocated or [], next_chunk_id)
     server = GrpcServer("127.0.0.1:0", None)
     server.add(lambda s: meta_pb2_grpc.add_ClusterServicer_to_server(refs, s))
     await server.start()

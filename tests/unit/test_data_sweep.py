@@ -1,6 +1,6 @@
 """The orphan sweep on a real chunk store against a stand-in Cluster service: it
-deletes exactly the held chunks that are unreferenced, below the sweep horizon and
-past the grace period."""
+deletes exactly the held chunks that are unreferenced, allocated to no live session
+and past the grace period."""
 
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from tests.unit.test_data_antientropy import start_refs
 def test_only_old_unreferenced_chunks_below_the_horizon_go(tmp_path: Path) -> None:
     async def body() -> None:
         store = ChunkStore(tmp_path)
-        for chunk_id in range(1, 7):
+        for chunk_id in range(1, 10):
             store.put(chunk_id, bytes([chunk_id]) * 100)
-        meta, channels = await start_refs(live=[2, 5], sweep_horizon=4)
+        # A live session holds 3..4 (an old range) and 7; 9 is not allocated yet.
+        meta, channels = await start_refs(live=[2, 5], allocated=[(3, 2), (7, 1)],
+                                          next_chunk_id=9)
         try:
             assert await OrphanSweep(channels, store, grace_s=3600).sweep_once() == 0
-            assert await OrphanSweep(channels, store, grace_s=0).sweep_once() == 2
-            # 1 and 3 were garbage; 2 and 5 are live; 4 and 6 may still be committed.
-            assert store.chunk_ids() == [2, 4, 5, 6]
+            assert await OrphanSweep(channels, store, grace_s=0).sweep_once() == 3
+            # 1, 6 and 8 were garbage; 2 and 5 are live; 3, 4, 7 and 9 may be committed.
+            assert store.chunk_ids() == [2, 3, 4, 5, 7, 9]
         finally:
             await channels.close()
             await meta.stop(0)
