@@ -111,6 +111,8 @@ def add_server_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="serve without a secret (tests only: anyone can call)")
     add_tls_flags(p)
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
 
@@ -192,6 +194,10 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--base-port", type=int, default=0, help="first port (default: any free)")
     p.add_argument("--mount-options", metavar="OPTS", default="",
                    help="options for the mount, as dfs mount -o (e.g. allow_other)")
+    p.add_argument("--tls", action="store_true",
+                   help="mutual TLS between every process (a local CA is made in DIR/tls)")
+    p.add_argument("--metrics", action="store_true",
+                   help="every process serves Prometheus metrics (addresses in cluster.json)")
     p.set_defaults(run=cmd_up)
 
     p = sub.add_parser("down", help="stop a local cluster",

@@ -27,8 +27,18 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dfs.auth import SECRET_FILE_NAME, SecretError, init_cluster_dir, read_secret, sync_channel
+from dfs.auth import (
+    SECRET_FILE_NAME,
+    ClusterSecret,
+    SecretError,
+    init_cluster_dir,
+    read_secret,
+    read_tls,
+    secret_from_flags,
+    sync_channel,
+)
 from dfs.rpc import admin_pb2, admin_pb2_grpc
+from dfs.tlsca import CA_CERT, CaError, IssuedPair, issue, make_ca
 
 CLUSTER_FILE = "cluster.json"
 HEALTH_TIMEOUT_S = 60.0
@@ -47,6 +57,7 @@ class ProcessRecord:
     pid: int
     data_dir: str
     log: str
+    metrics: str = ""  # host:port of its Prometheus endpoint, when up --metrics
 
 
 @dataclass
@@ -55,6 +66,7 @@ class MountRecord:
     pid: int
     log: str
     options: str = ""
+    metrics: str = ""
 
 
 @dataclass
@@ -64,6 +76,8 @@ class ClusterRecord:
     mount: MountRecord | None = None
     replicas: int = 3
     secret: str = ""
+    # cert, key, ca: the PEM files every process uses when up --tls made them
+    tls: dict[str, str] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -80,6 +94,7 @@ class ClusterRecord:
             mount=MountRecord(**mount) if mount else None,
             replicas=raw.get("replicas", 3),
             secret=raw.get("secret", ""),
+            tls=raw.get("tls", {}),
         )
 
 
@@ -109,8 +124,8 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         return ports
 
 
-def healthy(addr: str) -> bool:
-    with grpc.insecure_channel(addr) as channel:
+def healthy(addr: str, secret: ClusterSecret | None = None) -> bool:
+    with sync_channel(addr, secret) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=1.0
@@ -120,8 +135,8 @@ def healthy(addr: str) -> bool:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def health_probe(addr: str) -> Callable[[], bool]:
-    return lambda: healthy(addr)
+def health_probe(addr: str, secret: ClusterSecret | None = None) -> Callable[[], bool]:
+    return lambda: healthy(addr, secret)
 
 
 def is_mounted(path: Path) -> bool:
@@ -172,7 +187,7 @@ def up(args: argparse.Namespace) -> int:
                 )
                 stop(record, directory)
         record = start(args, directory, record_path)
-    except (UpError, SecretError, OSError) as err:
+    except (UpError, SecretError, CaError, OSError) as err:
         print(f"dfs up: {err}", file=sys.stderr)
         return 1
     mount = record.mount
@@ -193,6 +208,12 @@ def start(args: argparse.Namespace, directory: Path, record_path: Path) -> Clust
         init_cluster_dir(directory)
     read_secret(secret_path)  # refuse a malformed or too-open secret before starting
     previous = ClusterRecord.load(record_path) if record_path.exists() else None
+    tls = (previous.tls if previous else {}) or (local_ca(directory) if args.tls else {})
+    secret = secret_from_flags(str(secret_path), False,
+                               read_tls(tls.get("cert"), tls.get("key"), tls.get("ca")))
+    # Every process takes the same three files: one certificate serves a host.
+    tls_flags = [arg for name in ("cert", "key", "ca") if name in tls
+                 for arg in (f"--tls-{name}", tls[name])]
     meta_count = len(previous.meta) if previous else args.meta
     data_count = len(previous.data) if previous else args.data
     if previous:
@@ -211,7 +232,8 @@ def start(args: argparse.Namespace, directory: Path, record_path: Path) -> Clust
         raise UpError(
             f"--replicas {replicas} needs at least as many data servers (--data {data_count})"
         )
-    record = ClusterRecord(replicas=replicas, secret=str(secret_path))
+    record = ClusterRecord(replicas=replicas, secret=str(secret_path), tls=tls)
+    metrics = metrics_addrs(args, previous, meta_count + data_count + 1)
     peers = ",".join(f"{i}={a}" for i, a in enumerate(meta_addrs, start=1))
     for node_id, addr in enumerate(meta_addrs, start=1):
         data_dir, log = directory / f"meta{node_id}", directory / f"meta{node_id}.log"
@@ -229,10 +251,13 @@ def start(args: argparse.Namespace, directory: Path, record_path: Path) -> Clust
                 str(data_dir),
                 "--secret",
                 str(secret_path),
+                *tls_flags,
+                *metrics_flag(metrics, node_id - 1),
             ],
             log,
         )
-        record.meta.append(ProcessRecord(node_id, addr, pid, str(data_dir), str(log)))
+        record.meta.append(ProcessRecord(node_id, addr, pid, str(data_dir), str(log),
+                                         metrics_at(metrics, node_id - 1)))
     # Data servers start beside the metadata servers rather than after them: they
     # retry registering until a leader answers, and their interpreters' start-up
     # (most of `dfs up`'s time on a busy machine) then overlaps the election.
@@ -253,17 +278,22 @@ def start(args: argparse.Namespace, directory: Path, record_path: Path) -> Clust
                 str(data_dir),
                 "--secret",
                 str(secret_path),
+                *tls_flags,
+                *metrics_flag(metrics, meta_count + server_id - 1),
             ],
             log,
         )
-        record.data.append(ProcessRecord(server_id, addr, pid, str(data_dir), str(log)))
+        record.data.append(ProcessRecord(server_id, addr, pid, str(data_dir), str(log),
+                                         metrics_at(metrics, meta_count + server_id - 1)))
     record.save(record_path)
     for proc in record.meta:
-        wait_for(f"metadata server {proc.id}", health_probe(proc.addr), proc.pid, Path(proc.log))
+        wait_for(f"metadata server {proc.id}", health_probe(proc.addr, secret), proc.pid,
+                 Path(proc.log))
     if not previous:
-        set_replication(meta_addrs, secret_path, replicas)
+        set_replication(meta_addrs, secret, replicas)
     for proc in record.data:
-        wait_for(f"data server {proc.id}", health_probe(proc.addr), proc.pid, Path(proc.log))
+        wait_for(f"data server {proc.id}", health_probe(proc.addr, secret), proc.pid,
+                 Path(proc.log))
     mount_path = (
         Path(args.mount).resolve()
         if args.mount
@@ -275,15 +305,46 @@ def start(args: argparse.Namespace, directory: Path, record_path: Path) -> Clust
     log = directory / "mount.log"
     options = args.mount_options or (previous.mount.options if previous and previous.mount else "")
     option_flags = ["-o", options] if options else []
-    pid = spawn([*DFS, "mount", *option_flags, "--cluster", str(record_path), str(mount_path)], log)
-    record.mount = MountRecord(str(mount_path), pid, str(log), options)
+    mount_metrics = metrics_flag(metrics, meta_count + data_count)
+    pid = spawn([*DFS, "mount", *option_flags, *mount_metrics, "--cluster", str(record_path),
+                 str(mount_path)], log)
+    record.mount = MountRecord(str(mount_path), pid, str(log), options,
+                               metrics_at(metrics, meta_count + data_count))
     record.save(record_path)
     wait_for("the mount", lambda: is_mounted(mount_path), pid, log)
     return record
 
 
-def set_replication(meta_addrs: list[str], secret_path: Path, replicas: int) -> None:
-    secret = read_secret(secret_path)
+def local_ca(directory: Path) -> dict[str, str]:
+    """DIR/tls: a CA and one certificate for 127.0.0.1 (made once, then reused)."""
+    tls_dir = directory / "tls"
+    pair = IssuedPair(tls_dir / "node.pem", tls_dir / "node.key")
+    if not pair.cert.exists():
+        if not (tls_dir / CA_CERT).exists():
+            make_ca(tls_dir, "dfs local cluster CA")
+        pair = issue(tls_dir, "node", ["127.0.0.1", "localhost"])
+    return {"cert": str(pair.cert), "key": str(pair.key), "ca": str(tls_dir / CA_CERT)}
+
+
+def metrics_addrs(args: argparse.Namespace, previous: ClusterRecord | None,
+                  count: int) -> list[str]:
+    """A metrics address per process (metadata, data, then the mount), or none."""
+    if previous and previous.mount and previous.mount.metrics:
+        return [p.metrics for p in previous.meta + previous.data] + [previous.mount.metrics]
+    if not getattr(args, "metrics", False):
+        return []
+    return [f"127.0.0.1:{port}" for port in free_ports(count)]
+
+
+def metrics_at(metrics: list[str], index: int) -> str:
+    return metrics[index] if metrics else ""
+
+
+def metrics_flag(metrics: list[str], index: int) -> list[str]:
+    return ["--metrics", metrics[index]] if metrics else []
+
+
+def set_replication(meta_addrs: list[str], secret: ClusterSecret | None, replicas: int) -> None:
     deadline = time.monotonic() + HEALTH_TIMEOUT_S
     while time.monotonic() < deadline:
         for addr in meta_addrs:

@@ -33,6 +33,8 @@ from dfs.data.store import ChunkStore
 from dfs.data.sweep import DEFAULT_GRACE_S, SWEEP_INTERVAL_S, OrphanSweep
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
+from dfs.metrics.collectors import ChunkStoreCollector
+from dfs.metrics.endpoint import MetricsBindError, expose, start_metrics_endpoint
 from dfs.rpc import admin_pb2_grpc, data_pb2_grpc
 from dfs.serving import BindError, GrpcServer
 
@@ -120,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         cluster_id = settings.secret.cluster_id if settings.secret else INSECURE_CLUSTER_ID
         claim(settings.data_dir, Identity("data", settings.server_id, cluster_id))
-    except (UsageError, DataDirError) as err:
+        if args.metrics:
+            start_metrics_endpoint(args.metrics)
+    except (UsageError, DataDirError, MetricsBindError) as err:
         log.error("%s", err)
         return 2
     try:
@@ -162,6 +166,8 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
         scrubber, anti_entropy, upkeep,
     )
     server.add(lambda s: admin_pb2_grpc.add_AdminServicer_to_server(admin, s))
+    expose(ChunkStoreCollector(store, settings.capacity,
+                               lambda: (anti_entropy.under_replicated, upkeep.unrepaired)))
     await server.set_serving(False)  # SERVING only once registered in the ring
     await server.start()
     stop = asyncio.Event()

@@ -28,6 +28,8 @@ from dfs.client.meta import MetaClient
 from dfs.client.retry import RetryPolicy
 from dfs.fuse.ops import DfsOperations, MountOptions
 from dfs.logs import setup_logging
+from dfs.metrics.endpoint import MetricsBindError, start_metrics_endpoint
+from dfs.metrics.fuse import instrument_operations
 
 log = logging.getLogger("dfs.mount")
 
@@ -98,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
             raise MountError(f"mount point {mountpoint} is not a directory")
         addrs, secret = cluster_target(args)
         options, kernel_options = split_options(args.options)
-    except MountError as err:
+        if args.metrics:
+            start_metrics_endpoint(args.metrics)
+    except (MountError, MetricsBindError) as err:
         log.error("%s", err)
         return 2
     bridge = AsyncioBridge()
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         bridge.close()
         return 1
     fs = FsClient(meta, data)
-    operations = DfsOperations(fs, bridge, options)
+    operations = instrument_operations(DfsOperations(fs, bridge, options))
     # default_permissions: the kernel checks permissions with the caller's real
     # credentials (groups included) on every path component, also where its dentry
     # cache answers without a lookup; the servers still check every change.

@@ -31,6 +31,8 @@ from dfs.meta.kv_service import KvService
 from dfs.meta.meta_service import MetaService
 from dfs.meta.proposer import Proposer
 from dfs.meta.replicated import MetaStateMachine
+from dfs.metrics.collectors import PaxosCollector
+from dfs.metrics.endpoint import MetricsBindError, expose, start_metrics_endpoint
 from dfs.paxos.config import Config
 from dfs.paxos.node import (
     BOOTSTRAP_FILE,
@@ -128,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
         if args.join and given is None and not (settings.data_dir / BOOTSTRAP_FILE).exists():
             given = ask_to_join(args.join, settings, cluster_id)
         bootstrap = load_bootstrap(settings.data_dir, given)
-    except (UsageError, DataDirError, BootstrapError) as err:
+        if args.metrics:
+            start_metrics_endpoint(args.metrics)
+    except (UsageError, DataDirError, BootstrapError, MetricsBindError) as err:
         log.error("%s", err)
         return 2
     try:
@@ -215,6 +219,7 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
     for register in services:
         server.add(register)
     await node.start()
+    expose(PaxosCollector(node))  # registering reads it once: after start
     await server.start()
     duties_task = asyncio.get_running_loop().create_task(duties.run())
     stop = asyncio.Event()
