@@ -1,8 +1,9 @@
 """What only the metadata leader does, on its own clock: notice silent data servers
 (down after a few seconds, out of the ring after a grace period, up again when
-they return), report their usage into the state, and release orphans no live
-session holds open. Every decision becomes a proposed system command; the
-leader-local bookkeeping here is rebuilt from scratch by each new leader.
+they return; a draining one goes straight out after the grace period), report
+their usage into the state, and release orphans no live session holds open. Every
+decision becomes a proposed system command; the leader-local bookkeeping here is
+rebuilt from scratch by each new leader.
 """
 
 from __future__ import annotations
@@ -108,10 +109,12 @@ class LeaderDuties:
             if member.state == MemberState.UP and silent > self.times.down_after_s:
                 log.warning("data server %d silent for %.1f s: marking it down", member.id, silent)
                 await self._propose(ops.SetMemberState(member.id, MemberState.DOWN))
-            elif member.state == MemberState.DOWN and silent > self.times.out_after_s:
-                log.warning(
-                    "data server %d down for %.0f s: taking it out of the ring", member.id, silent
-                )
+            elif (member.state in (MemberState.DOWN, MemberState.DRAINING)
+                  and silent > self.times.out_after_s):
+                # A draining server that died stays no home (marking it down would
+                # make it one again); out, its chunks are repaired from their homes.
+                log.warning("data server %d silent for %.0f s: taking it out of the ring",
+                            member.id, silent)
                 await self._propose(ops.SetMemberState(member.id, MemberState.OUT))
             elif member.state == MemberState.DOWN and seen and silent < self.times.down_after_s:
                 log.info("data server %d is back: marking it up", member.id)
