@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from dfs.auth import ClusterSecret
 from dfs.channels import CALL_TIMEOUT_S
+from dfs.client.chunkcache import ChunkCache
 from dfs.client.chunkio import ChunkIO, ChunkMissing, StoredChunk
 from dfs.client.replicas import DataChannels
 from dfs.client.ringsource import RingSource
 from dfs.client.slices import pieces_of
+from dfs.client.tuning import ClientTuning
 from dfs.rpc import common_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,7 @@ class FileData:
         secret: ClusterSecret | None,
         chain: bool = False,
         call_timeout_s: float = CALL_TIMEOUT_S,
+        cache_bytes: int = ClientTuning.block_cache_bytes,
     ) -> None:
         self.meta = meta
         self.rings = RingSource(meta.ring)
@@ -150,6 +153,7 @@ class FileData:
         self.chunks = ChunkIO(self.rings, self.channels, chain=chain)
         self.ids = ChunkIds(meta.alloc_chunk_ids)
         self._parallel = asyncio.Semaphore(MAX_PARALLEL_CHUNKS)
+        self.cache = ChunkCache(cache_bytes)
 
     async def close(self) -> None:
         await self.channels.close()
@@ -224,7 +228,9 @@ class FileData:
     async def _store(self, data: bytes) -> StoredChunk:
         async with self._parallel:
             chunk_id = await self.ids.take()
-            return await self.chunks.write_chunk(chunk_id, data)
+            stored = await self.chunks.write_chunk(chunk_id, data)
+        self.cache.keep(chunk_id, 0, data)  # a write is often read back soon
+        return stored
 
     # -- reading ---------------------------------------------------------------------
 
@@ -246,22 +252,34 @@ class FileData:
         length: int,
         block_size: int = DEFAULT_BLOCK_SIZE,
         maps: BlockMaps | None = None,
+        cached: bool = True,
     ) -> bytes:
         """Up to `length` bytes at `offset` (fewer past the end of the file). `maps`
-        (from open) saves a GetBlockMap; a chunk missing everywhere refetches them once."""
+        (from open) saves a GetBlockMap; a chunk missing everywhere refetches them once.
+        `cached`: through the chunk cache (False for O_DIRECT: neither served nor kept)."""
         if maps is None:
             maps = await self.block_maps(caller, ino, offset, length, block_size)
         try:
-            return await self._assemble(maps, offset, length, block_size)
+            return await self._assemble(maps, offset, length, block_size, cached)
         except ChunkMissing as missing:
             log.info("%s; refetching the block map of inode %d", missing, ino)
         maps = await self.block_maps(caller, ino, offset, length, block_size)
         try:
-            return await self._assemble(maps, offset, length, block_size)
+            return await self._assemble(maps, offset, length, block_size, cached)
         except ChunkMissing as missing:
             raise OSError(errno.EIO, str(missing)) from missing
 
-    async def _assemble(self, maps: BlockMaps, offset: int, length: int, block_size: int) -> bytes:
+    async def prefetch(self, maps: BlockMaps, offset: int, length: int, block_size: int) -> None:
+        """Read [offset, offset + length) into the chunk cache (read-ahead); a chunk
+        that cannot be read now is left for the real read to report."""
+        try:
+            await self._assemble(maps, offset, length, block_size, cached=True)
+        except OSError as err:
+            log.debug("read-ahead at %d: %s", offset, err)
+
+    async def _assemble(
+        self, maps: BlockMaps, offset: int, length: int, block_size: int, cached: bool
+    ) -> bytes:
         end = min(offset + length, maps.size)
         if end <= offset:
             return b""
@@ -278,19 +296,26 @@ class FileData:
                     wants.append(_Want(piece.chunk_id, piece.chunk_offset,
                                        piece.end - piece.start,
                                        block_start + piece.start - offset))
-        await asyncio.gather(*(self._read_run(result, run) for run in _runs(wants)))
+        await asyncio.gather(*(self._read_run(result, run, cached) for run in _runs(wants)))
         return bytes(result)
 
-    async def _read_run(self, result: bytearray, run: list[_Want]) -> None:
+    async def _read_run(self, result: bytearray, run: list[_Want], cached: bool) -> None:
         """One chunk read covering every want of the run, scattered into `result`."""
         start = run[0].chunk_offset
         stop = max(want.chunk_offset + want.length for want in run)
-        async with self._parallel:
-            data = await self.chunks.read_chunk(run[0].chunk_id, start, stop - start)
+        if cached:
+            data = await self.cache.read(run[0].chunk_id, start, stop - start, self._read_chunk)
+        else:
+            data = await self._read_chunk(run[0].chunk_id, start, stop - start)
         view = memoryview(data)
         for want in run:
             begin = want.chunk_offset - start
             result[want.at : want.at + want.length] = view[begin : begin + want.length]
+
+
+    async def _read_chunk(self, chunk_id: int, offset: int, length: int) -> bytes:
+        async with self._parallel:
+            return await self.chunks.read_chunk(chunk_id, offset, length)
 
 
 @dataclass(frozen=True, slots=True)

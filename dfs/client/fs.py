@@ -23,19 +23,19 @@ from itertools import count
 
 from dfs.client.data import BlockMaps, FileData
 from dfs.client.meta import MetaClient
+from dfs.client.tuning import READAHEAD_SLACK, READAHEAD_START, ClientTuning
 from dfs.client.writebuffer import Extent, cut_at, end_of, lay_over, merge_into
 from dfs.rpc import common_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
 
-# Bytes buffered per open file before they are written out, whatever the caller does.
-WRITE_BUFFER_BYTES = 16 << 20
 MAX_FILE_SIZE = (1 << 63) - 1
 O_ACCMODE = 0o3
 OPEN_VIEW_TRIES = 5
 O_WRONLY = 0o1
 O_TRUNC = 0o1000
 O_APPEND = 0o2000
+O_DIRECT = 0o40000
 S_ISUID = 0o4000
 S_ISGID = 0o2000
 # A time this close to the client's clock came from UTIME_NOW: pyfuse3 hands a
@@ -69,14 +69,25 @@ class Handle:
     caller: common_pb2.Caller
     flags: int
     file: OpenFile
+    read_end: int = -1  # where this handle's last read ended
+    window: int = 0  # read-ahead window; grows while reads are sequential
+    prefetched_to: int = 0  # read-ahead asked for up to here
+    readahead: asyncio.Task[None] | None = None
+
+    @property
+    def direct(self) -> bool:
+        """O_DIRECT: no client caching of this handle's reads."""
+        return bool(self.flags & O_DIRECT)
 
 
 class FsClient:
     """Everything a mount does to the cluster, one instance per mount."""
 
-    def __init__(self, meta: MetaClient, data: FileData) -> None:
+    def __init__(self, meta: MetaClient, data: FileData,
+                 tuning: ClientTuning | None = None) -> None:
         self.meta = meta
         self.data = data
+        self.tuning = tuning or ClientTuning()
         self.handles: dict[int, Handle] = {}
         self.files: dict[int, OpenFile] = {}
         self._fh_numbers = count(1)
@@ -166,7 +177,7 @@ class FsClient:
             self._raise_failure(open_file)
             open_file.buffered += merge_into(open_file.extents, offset, data)
             open_file.writer = handle.caller
-            if open_file.buffered >= WRITE_BUFFER_BYTES:
+            if open_file.buffered >= self.tuning.write_buffer_bytes:
                 await self._flush_locked(open_file)
         return len(data)
 
@@ -186,13 +197,34 @@ class FsClient:
         if end <= offset:
             return b""
         committed = await self.data.read(
-            handle.caller, handle.ino, offset, end - offset, open_file.block_size, maps
+            handle.caller, handle.ino, offset, end - offset, open_file.block_size, maps,
+            cached=not handle.direct,
         )
         result = bytearray(committed)
         result.extend(bytes(end - offset - len(result)))  # past the committed size: zeros
         lay_over(result, offset, extents)
+        if not handle.direct:
+            self._read_ahead(handle, maps, offset, end)
         return bytes(result)
 
+    def _read_ahead(self, handle: Handle, maps: BlockMaps, offset: int, end: int) -> None:
+        """After a sequential read, fetch the next window of committed bytes into the
+        chunk cache in the background; the window doubles while reads stay
+        sequential (up to the tuning's bound) and closes at the first random one."""
+        limit = self.tuning.readahead_bytes
+        sequential = handle.read_end >= 0 and abs(offset - handle.read_end) <= READAHEAD_SLACK
+        handle.read_end = end
+        if not sequential or not limit:
+            handle.window, handle.prefetched_to = 0, 0
+            return
+        handle.window = min(limit, max(READAHEAD_START, handle.window * 2))
+        start = max(end, handle.prefetched_to)
+        stop = min(end + handle.window, maps.size)
+        if stop <= start or (handle.readahead is not None and not handle.readahead.done()):
+            return
+        handle.prefetched_to = stop
+        handle.readahead = asyncio.ensure_future(
+            self.data.prefetch(maps, start, stop - start, handle.file.block_size))
     async def _whole_file_maps(self, handle: Handle) -> BlockMaps:
         """Every block map of the file (count 0 = to the end), as of now."""
         maps, size = await self.meta.get_block_map(handle.caller, handle.ino, 0, 0)
@@ -211,6 +243,8 @@ class FsClient:
         handle = self.handles.pop(fh, None)
         if handle is None:
             return
+        if handle.readahead is not None:
+            handle.readahead.cancel()
         open_file = handle.file
         open_file.handles -= 1
         try:

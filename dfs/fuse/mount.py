@@ -26,6 +26,7 @@ from dfs.client.data import FileData
 from dfs.client.fs import FsClient
 from dfs.client.meta import MetaClient
 from dfs.client.retry import RetryPolicy
+from dfs.client.tuning import MIB, ClientTuning
 from dfs.fuse.ops import DfsOperations, MountOptions
 from dfs.logs import setup_logging
 from dfs.metrics.endpoint import MetricsBindError, start_metrics_endpoint
@@ -33,13 +34,18 @@ from dfs.metrics.fuse import instrument_operations
 
 log = logging.getLogger("dfs.mount")
 
-# Options dfs handles itself (name -> MountOptions field, and the unit a value is
-# given in); everything else goes to the kernel as given.
-OWN_OPTIONS: dict[str, tuple[str, float]] = {
-    "attr_timeout": ("attr_timeout_s", 1.0),
-    "entry_timeout": ("entry_timeout_s", 1.0),
-    "negative_timeout": ("negative_timeout_s", 1.0),
-    "deadline": ("request_deadline_s", 1.0),
+# Options dfs handles itself (name -> MountOptions field in seconds, or ClientTuning
+# field in bytes given as MiB); everything else goes to the kernel as given.
+MOUNT_OPTIONS = {
+    "attr_timeout": "attr_timeout_s",
+    "entry_timeout": "entry_timeout_s",
+    "negative_timeout": "negative_timeout_s",
+    "deadline": "request_deadline_s",
+}
+TUNING_OPTIONS = {
+    "block_cache": "block_cache_bytes",
+    "readahead": "readahead_bytes",
+    "write_buffer": "write_buffer_bytes",
 }
 
 
@@ -69,27 +75,27 @@ def cluster_target(args: argparse.Namespace) -> tuple[list[str], ClusterSecret |
         raise MountError(str(err)) from err
 
 
-def split_options(raw: list[str]) -> tuple[MountOptions, set[str]]:
-    ours: dict[str, str] = {}
+def split_options(raw: list[str]) -> tuple[MountOptions, ClientTuning, set[str]]:
+    ours: dict[str, float] = {}
     kernel: set[str] = set()
     for group in raw:
         for item in filter(None, (o.strip() for o in group.split(","))):
             key, _, value = item.partition("=")
-            if key in OWN_OPTIONS:
-                ours[key] = value
-            else:
+            if key not in MOUNT_OPTIONS and key not in TUNING_OPTIONS:
                 kernel.add(item)
-    values: dict[str, float] = {}
-    for key, raw_value in ours.items():
-        field_name, unit = OWN_OPTIONS[key]
-        try:
-            number = float(raw_value)
-        except ValueError:
-            raise MountError(f"bad mount option value: {key}={raw_value}") from None
-        if number < 0:
-            raise MountError(f"bad mount option value: {key}={raw_value} (negative)")
-        values[field_name] = number * unit
-    return MountOptions(**values), kernel
+                continue
+            try:
+                number = float(value)
+            except ValueError:
+                raise MountError(f"bad mount option value: {item}") from None
+            if number < 0:
+                raise MountError(f"bad mount option value: {item} (negative)")
+            ours[key] = number
+    options = MountOptions(**{MOUNT_OPTIONS[k]: v for k, v in ours.items()
+                              if k in MOUNT_OPTIONS})
+    tuning = ClientTuning(**{TUNING_OPTIONS[k]: int(v * MIB) for k, v in ours.items()
+                             if k in TUNING_OPTIONS})
+    return options, tuning, kernel
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if not mountpoint.is_dir():
             raise MountError(f"mount point {mountpoint} is not a directory")
         addrs, secret = cluster_target(args)
-        options, kernel_options = split_options(args.options)
+        options, tuning, kernel_options = split_options(args.options)
         if args.metrics:
             start_metrics_endpoint(args.metrics)
     except (MountError, MetricsBindError) as err:
@@ -108,14 +114,14 @@ def run(args: argparse.Namespace) -> int:
     bridge = AsyncioBridge()
     meta = MetaClient(addrs, secret, RetryPolicy(deadline_s=options.request_deadline_s),
                       client_name=f"mount:{mountpoint.resolve()}")
-    data = FileData(meta, secret)
+    data = FileData(meta, secret, cache_bytes=tuning.block_cache_bytes)
     try:
         bridge.run_sync(meta.open(), timeout_s=options.request_deadline_s + 5)
     except Exception as err:
         log.error("cannot reach the metadata servers at %s: %s", ",".join(addrs), err)
         bridge.close()
         return 1
-    fs = FsClient(meta, data)
+    fs = FsClient(meta, data, tuning)
     operations = instrument_operations(DfsOperations(fs, bridge, options))
     # default_permissions: the kernel checks permissions with the caller's real
     # credentials (groups included) on every path component, also where its dentry

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import pytest
 
+from dfs.client.chunkcache import ChunkCache
 from dfs.client.data import FileData
 from dfs.client.slices import Piece, pieces_of
 from dfs.placement.members import MemberState
@@ -64,12 +65,13 @@ class Harness:
 
     @staticmethod
     async def start(tmp_path: Path, count: int = 4, capacity: int = 0,
-                    min_replicas: int = 0) -> Harness:
+                    min_replicas: int = 0, cache_bytes: int = 0) -> Harness:
+        """No chunk cache unless asked: most tests here are about what servers answer."""
         servers = await start_local_data_servers(count, tmp_path, capacity=capacity)
         meta = FakeMeta(ring_of_servers(servers, min_replicas=min_replicas))
         for server in servers:
             server.ring.hear(meta.current_ring.epoch)
-        client = FileData(meta, None, call_timeout_s=5.0)
+        client = FileData(meta, None, call_timeout_s=5.0, cache_bytes=cache_bytes)
         return Harness(servers, meta, client)
 
     def ring(self) -> Ring:
@@ -290,5 +292,59 @@ def test_a_commit_refused_as_estale_is_written_again_in_the_new_session(
             assert await h.client.read(CALLER, 1, 0, 100, BLOCK) == b"first second"
         finally:
             await h.close()
+
+    run(body)
+
+
+def test_cached_chunks_are_read_without_data_servers_and_direct_reads_bypass(
+    tmp_path: Path,
+) -> None:
+    """A read through the chunk cache is served with every data server stopped (chunks
+    never change, so what it holds is current); an uncached (O_DIRECT) read is not."""
+
+    async def body() -> None:
+        h = await Harness.start(tmp_path, cache_bytes=8 * BLOCK)
+        try:
+            data = pattern(3 * BLOCK + 123, seed=5)
+            await h.client.write(CALLER, 1, 0, data, BLOCK)
+            h.client.cache = ChunkCache(8 * BLOCK)  # forget what the write kept
+            assert await h.client.read(CALLER, 1, 0, len(data), BLOCK) == data
+            assert h.client.cache.misses == len(data)
+            for server in h.servers:
+                await server.stop()
+            maps = await h.client.block_maps(CALLER, 1, 0, len(data), BLOCK)
+            assert await h.client.read(CALLER, 1, 100, BLOCK, BLOCK, maps) == data[100:BLOCK + 100]
+            with pytest.raises(OSError):
+                await h.client.read(CALLER, 1, 0, 10, BLOCK, maps, cached=False)
+        finally:
+            await h.client.close()
+
+    run(body)
+
+
+def test_chunk_cache_stays_within_its_bound_and_shares_fetches() -> None:
+    fetched: list[tuple[int, int, int]] = []
+
+    async def fetch(chunk_id: int, offset: int, length: int) -> bytes:
+        fetched.append((chunk_id, offset, length))
+        await asyncio.sleep(0.01)
+        return bytes([chunk_id % 256]) * length
+
+    async def body() -> None:
+        cache = ChunkCache(100_000)
+        both = await asyncio.gather(cache.read(1, 0, 50_000, fetch),
+                                    cache.read(1, 10_000, 20_000, fetch))
+        assert both == [b"\x01" * 50_000, b"\x01" * 20_000]
+        assert fetched == [(1, 0, 50_000)]  # the second read joined the first's fetch
+        assert await cache.read(1, 40_000, 20_000, fetch) == b"\x01" * 20_000
+        assert fetched[-1] == (1, 50_000, 10_000)  # only the part not held
+        for chunk_id in range(2, 12):
+            assert await cache.read(chunk_id, 0, 30_000, fetch) == bytes([chunk_id]) * 30_000
+            assert cache.held <= 100_000
+        before = len(fetched)
+        assert await cache.read(11, 0, 30_000, fetch) == b"\x0b" * 30_000
+        assert len(fetched) == before  # the newest chunk is still held: no fetch
+        assert await cache.read(2, 0, 30_000, fetch) == b"\x02" * 30_000
+        assert len(fetched) == before + 1  # the oldest was evicted
 
     run(body)

@@ -1,0 +1,29 @@
+"""Sizes a mount's client caches and buffers by (mount options, docs/posix.md).
+
+Only the numbers and their defaults; the caches and buffers that use them live in
+chunkcache.py, fs.py and data.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ClientTuning:
+    # Chunk bytes kept for reads (block_cache=MiB); chunks are immutable, so this
+    # bounds memory, never staleness.
+    block_cache_bytes: int = 64 * MIB
+    # Largest read-ahead window (readahead=MiB; 0 turns read-ahead off). The window
+    # starts at READAHEAD_START and doubles with every sequential read.
+    readahead_bytes: int = 8 * MIB
+    # Bytes buffered per open file before they are written out (write_buffer=MiB).
+    write_buffer_bytes: int = 16 * MIB
+
+
+READAHEAD_START = 256 << 10
+# A read starting this close to where the previous one ended still counts as
+# sequential: the kernel sends its own read-ahead requests out of order.
+READAHEAD_SLACK = 1 * MIB
