@@ -27,6 +27,7 @@ from tests.support.data_cluster import (
     DataCluster,
     WrittenFile,
     assert_all_read_back,
+    chunks_of,
     eventually,
     holders_of,
     make_data_cluster,
@@ -187,8 +188,3 @@ def test_a_stalled_writer_cannot_resurrect_a_swept_chunk_and_live_files_keep_the
         asyncio.run(body())
     finally:
         stop_all_at_once(procs)
-
-
-async def chunks_of(client: MetaClient, ino: int) -> list[int]:
-    reply = await client.block_maps(ROOT, ino)
-    return [piece.chunk_id for block in reply.blocks for piece in block.slices]

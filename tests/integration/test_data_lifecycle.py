@@ -4,26 +4,36 @@ servers' disks: a flipped byte is found by `scrub start` and the copy replaced; 
 server killed with -9 and marked out is repaired to R copies on the others; a server
 added moves exactly the copies `ring plan` priced (only onto it, about 1/N of them)
 while a reader keeps reading every file without an error; a drained server becomes
-removable with nothing lost. Every file reads back byte for byte at the end."""
+removable with nothing lost. Every file reads back byte for byte at the end.
+The long variant churns at random (writes, overwrites, deletes, kills, adds, drains)
+for DFS_LIFECYCLE_LONG_S seconds (seed: DFS_LIFECYCLE_SEED), then verifies every
+file, every copy and every deletion."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from dfs.client.data import FileData
+from dfs.client.meta import MetaClient
 from dfs.placement.ring import Ring
 from dfs.placement.wire import config_from_proto
 from dfs.rpc import common_pb2
 from tests.support.data_cluster import (
+    ROOT,
+    ROOT_INO,
     DataCluster,
     WrittenFile,
     admin,
     assert_all_read_back,
+    chunks_of,
     eventually,
     flip_byte_in_copy,
     holders_of,
@@ -179,3 +189,166 @@ def test_scrub_repair_rebalance_and_drain(procs: ProcessSet, secret_file: Path) 
         asyncio.run(body())
     finally:
         stop_all_at_once(procs)
+
+
+# -- the long variant: random churn, then a full verification ------------------------------
+
+LONG_S = float(os.environ.get("DFS_LIFECYCLE_LONG_S", "1800"))
+LONG_FLAGS = ["--pass-interval-s", "2", "--sweep-interval-s", "5", "--sweep-grace-s", "10",
+              "--scrub-rate-mbps", "8", "--scrub-rest-s", "60"]
+MIN_UP = 4  # R = 3 writes need 3 up servers; one more so a kill never stalls them
+
+
+@dataclass
+class Churn:
+    """What the random run did and must find at the end."""
+
+    cluster: DataCluster
+    procs: ProcessSet
+    rng: random.Random
+    files: dict[str, list[WrittenFile]] = field(default_factory=dict)  # acceptable contents
+    dead_chunks: set[int] = field(default_factory=set)
+    up: set[int] = field(default_factory=set)  # members running and up (not draining/out)
+    leaving: set[int] = field(default_factory=set)  # drained or out, to remove
+    next_id: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def did(self, action: str) -> None:
+        self.counts[action] = self.counts.get(action, 0) + 1
+
+
+async def churn_step(churn: Churn, client: MetaClient, files: FileData) -> None:
+    rng = churn.rng
+    action = rng.choices(["write", "overwrite", "delete", "kill", "add", "drain"],
+                         weights=[30, 15, 10, 2, 2, 2])[0]
+    if action == "write" or not churn.files:
+        name = f"w{sum(churn.counts.values())}"
+        item = WrittenFile(0, rng.randrange(1 << 30), rng.randrange(0, 3_000_000))
+        try:
+            attr = await client.create(ROOT, ROOT_INO, name.encode(), 0o644)
+        except OSError:
+            return
+        item = WrittenFile(attr.ino, item.seed, item.size)
+        churn.files[name] = [WrittenFile(attr.ino, 0, 0), item]  # empty if the write failed
+        with contextlib.suppress(OSError):
+            await files.write(ROOT, attr.ino, 0, item.content())
+            churn.files[name] = [item]
+        churn.did("write")
+    elif action == "overwrite":
+        name = rng.choice(sorted(churn.files))
+        if len(churn.files[name]) > 1:
+            return  # its content is already uncertain
+        old = churn.files[name][0]
+        new = WrittenFile(old.ino, rng.randrange(1 << 30), old.size)
+        before = await chunks_of(client, old.ino)
+        try:
+            await files.write(ROOT, old.ino, 0, new.content())
+        except OSError:
+            churn.files[name] = [old, new]
+            return
+        churn.files[name] = [new]
+        after = set(await chunks_of(client, old.ino))
+        churn.dead_chunks |= {c for c in before if c not in after}
+        churn.did("overwrite")
+    elif action == "delete":
+        name = rng.choice(sorted(churn.files))
+        ino = churn.files[name][0].ino
+        chunks = await chunks_of(client, ino)
+        with contextlib.suppress(OSError):
+            await client.unlink(ROOT, ROOT_INO, name.encode())
+            del churn.files[name]
+            churn.dead_chunks |= set(chunks)
+            churn.did("delete")
+    elif action == "kill" and len(churn.up) > MIN_UP:
+        victim = rng.choice(sorted(churn.up))
+        churn.cluster.kill(victim)
+        churn.up.discard(victim)
+        assert await admin_ok(churn.cluster, "data", "out", str(victim))
+        churn.leaving.add(victim)
+        churn.did("kill")
+    elif action == "drain" and len(churn.up) > MIN_UP:
+        victim = rng.choice(sorted(churn.up))
+        assert await admin_ok(churn.cluster, "data", "drain", str(victim))
+        churn.up.discard(victim)
+        churn.leaving.add(victim)
+        churn.did("drain")
+    elif action == "add" and len(churn.up) + len(churn.leaving) < 7:
+        await add_server(churn)
+        churn.did("add")
+
+
+async def add_server(churn: Churn) -> None:
+    churn.next_id += 1
+    server_id = churn.next_id
+    churn.cluster.addrs[server_id] = free_addrs(1)[0]
+    churn.cluster.data_dirs[server_id] = churn.procs.base_dir / f"data{server_id}"
+    await asyncio.to_thread(churn.cluster.start(server_id).wait_healthy, 30)
+    churn.up.add(server_id)
+
+
+async def remove_finished(churn: Churn) -> None:
+    """Remove every leaving server the leader agrees is safe to remove, then stop it."""
+    for server_id in sorted(churn.leaving):
+        if await admin_ok(churn.cluster, "data", "remove", str(server_id)):
+            churn.leaving.discard(server_id)
+            proc = churn.cluster.servers[server_id]
+            if proc.alive():
+                proc.stop()
+
+
+@pytest.mark.long
+@pytest.mark.timeout(LONG_S + 900)
+def test_random_churn_then_full_verification(procs: ProcessSet, secret_file: Path) -> None:
+    meta = make_meta_cluster(procs, secret_file, extra_args=["--session-timeout-ms", "5000"])
+    meta.start_all()
+    cluster = make_data_cluster(meta, count=5, extra_args=LONG_FLAGS)
+    cluster.start_all()
+    seed = int(os.environ.get("DFS_LIFECYCLE_SEED", random.randrange(1 << 30)))
+    print(f"DFS_LIFECYCLE_SEED={seed}")
+    churn = Churn(cluster, procs, random.Random(seed), up=set(cluster.addrs), next_id=5)
+
+    async def body() -> None:
+        client, files = await open_client(cluster)
+        try:
+            deadline = time.monotonic() + LONG_S
+            last_removal = time.monotonic()
+            while time.monotonic() < deadline:
+                await churn_step(churn, client, files)
+                if time.monotonic() - last_removal > 5:
+                    await remove_finished(churn)
+                    last_removal = time.monotonic()
+            # Quiet: every leaving server becomes removable, the cluster settles.
+            await eventually(lambda: remove_or_wait(churn), "every leaving server removed",
+                             600)
+            running = sorted(churn.up)
+            await eventually(lambda: admin_ok(cluster, "rebalance", "status"),
+                             "rebalance done", 600)
+            for name, acceptable in churn.files.items():
+                item = acceptable[-1]
+                got = await files.read(ROOT, item.ino, 0, max(a.size for a in acceptable) + 1)
+                assert any(got == a.content() for a in acceptable), f"{name} lost its bytes"
+            live = sorted({c for acceptable in churn.files.values()
+                           for c in await chunks_of(client, acceptable[0].ino)})
+            assert await copies_at_homes(cluster, live, running)
+            dead = sorted(churn.dead_chunks - set(live))
+            await eventually(lambda: none_held(cluster, dead, running),
+                             "every dead chunk gone from every server", 120)
+            print(f"churn: {churn.counts}, {len(churn.files)} files, {len(live)} live chunks")
+        finally:
+            with contextlib.suppress(Exception):
+                await files.close()
+            await client.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        stop_all_at_once(procs)
+
+
+async def remove_or_wait(churn: Churn) -> bool:
+    await remove_finished(churn)
+    return not churn.leaving
+
+
+async def none_held(cluster: DataCluster, chunk_ids: list[int], server_ids: list[int]) -> bool:
+    return not any((await holders_of(cluster, chunk_ids, server_ids)).values())

@@ -283,6 +283,12 @@ async def assert_all_read_back(files: FileData, written: list[WrittenFile]) -> N
         assert got == item.content(), f"inode {item.ino} ({item.size} bytes) differs"
 
 
+async def chunks_of(client: MetaClient, ino: int) -> list[int]:
+    """Chunk ids the file's block maps name now."""
+    reply = await client.block_maps(ROOT, ino)
+    return [piece.chunk_id for block in reply.blocks for piece in block.slices]
+
+
 async def holders_of(cluster: DataCluster, chunk_ids: Sequence[int],
                      server_ids: Sequence[int]) -> dict[int, set[int]]:
     """chunk id -> ids of the given data servers holding a verified copy."""
