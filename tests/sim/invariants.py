@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dfs.faults.linearizable import check_history
 from dfs.paxos.config import Config
 from tests.sim.cluster import SimFailure
-from tests.sim.linearizability import check_history
 
 if TYPE_CHECKING:
     from tests.sim.simulation import Simulation

@@ -10,12 +10,12 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
+from dfs.faults.history import Operation
 from dfs.paxos.config import Config
 from dfs.paxos.messages import Message
 from dfs.paxos.planted import PlantedBug
 from tests.sim.cluster import Scheduler, SimFailure, SimNode, SimParams
 from tests.sim.invariants import Invariants
-from tests.sim.linearizability import Operation
 from tests.sim.workload import SimClient, SimOp, schedule_nemesis
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dfs.faults.history import PENDING
 from dfs.paxos import kv, sessions
 from tests.sim.cluster import SimFailure
-from tests.sim.linearizability import PENDING
 
 if TYPE_CHECKING:
     from tests.sim.simulation import Simulation
