@@ -16,6 +16,7 @@ from dfs.meta.replicated import MetaStateMachine, kv_payload, session_command
 from dfs.paxos import kv, sessions
 from dfs.paxos.grpc_errors import abort_not_leader, abort_stalled
 from dfs.paxos.node import NotLeader, PaxosNode
+from dfs.paxos.planted import PlantedBug
 from dfs.rpc import meta_pb2, meta_pb2_grpc
 
 MAX_KEY_BYTES = 4096
@@ -23,8 +24,13 @@ MAX_VALUE_BYTES = 1 << 20
 
 
 class KvService(meta_pb2_grpc.KvServicer):
-    def __init__(self, node: PaxosNode, state: MetaStateMachine) -> None:
+    def __init__(
+        self, node: PaxosNode, state: MetaStateMachine,
+        planted: frozenset[PlantedBug] = frozenset(),
+    ) -> None:
         self.node = node
+        # Test-only (a planted bug): a leader reads as if its lease always held.
+        self.unchecked_reads = PlantedBug.LEASE_READ_WITHOUT_LEASE in planted
         self.machine = state.kv
         self.table = state.sessions
 
@@ -86,7 +92,8 @@ class KvService(meta_pb2_grpc.KvServicer):
     async def Get(self, request: meta_pb2.KvRequest, context: Any) -> meta_pb2.KvReply:
         await self._validate(request, context, mutation=False)
         try:
-            await self.node.read_barrier()
+            if not (self.unchecked_reads and self.node.core.is_leader):
+                await self.node.read_barrier()
         except NotLeader as err:
             await abort_not_leader(context, err.leader_addr)
         except TimeoutError:

@@ -17,6 +17,7 @@ from dfs.meta.ops import Command as NsCommand
 from dfs.meta.statemachine import NamespaceMachine
 from dfs.paxos import kv, sessions
 from dfs.paxos.machine import ApplyContext
+from dfs.paxos.planted import PlantedBug
 
 SESSION_COMMAND = b"S"
 SYSTEM_COMMAND = b"Y"
@@ -65,11 +66,13 @@ class PayloadRouter:
 class MetaStateMachine:
     """The replicated state of the metadata group: sessions, KV and namespace."""
 
-    def __init__(self, session_timeout_ns: int) -> None:
+    def __init__(
+        self, session_timeout_ns: int, planted: frozenset[PlantedBug] = frozenset()
+    ) -> None:
         self.kv = kv.KvMachine()
         self.namespace = NamespaceMachine()
         self.router = PayloadRouter(self.kv, self.namespace)
-        self.sessions = sessions.SessionTable(self.router, session_timeout_ns)
+        self.sessions = sessions.SessionTable(self.router, session_timeout_ns, planted)
         self._snapshot_head = b""
         self._snapshot_kv: dict[bytes, bytes] = {}
 

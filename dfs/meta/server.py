@@ -41,6 +41,7 @@ from dfs.paxos.node import (
     PaxosNode,
     load_bootstrap,
 )
+from dfs.paxos.planted import planted_from_env
 from dfs.paxos.wire import config_from_pb
 from dfs.rpc import admin_pb2_grpc, meta_pb2_grpc, paxos_pb2, paxos_pb2_grpc
 from dfs.serving import BindError, GrpcServer
@@ -190,7 +191,9 @@ def arm_exit_watchdog(limit_s: float) -> None:
 async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> None:
     from dfs.admin.service import MetaAdminService
 
-    state = MetaStateMachine(session_timeout_ns=settings.session_timeout_ms * 1_000_000)
+    planted = planted_from_env()  # test-only: the fault suite plants bugs; none in production
+    state = MetaStateMachine(session_timeout_ns=settings.session_timeout_ms * 1_000_000,
+                             planted=planted)
     node = PaxosNode(
         settings.node_id,
         settings.data_dir,
@@ -206,7 +209,7 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
     duties = LeaderDuties(node, state)
     services = [
         lambda s: paxos_pb2_grpc.add_PaxosServicer_to_server(node.service, s),
-        lambda s: meta_pb2_grpc.add_KvServicer_to_server(KvService(node, state), s),
+        lambda s: meta_pb2_grpc.add_KvServicer_to_server(KvService(node, state, planted), s),
         lambda s: meta_pb2_grpc.add_MetaServicer_to_server(MetaService(proposer, state, duties), s),
         lambda s: meta_pb2_grpc.add_ClusterServicer_to_server(
             ClusterService(proposer, duties, cluster_id), s
