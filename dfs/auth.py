@@ -374,13 +374,15 @@ def aio_channel(addr: str, secret: ClusterSecret | None) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 
-def sync_channel(addr: str, secret: ClusterSecret | None) -> grpc.Channel:
+def sync_channel(
+    addr: str, secret: ClusterSecret | None, extra_options: Sequence[tuple[str, Any]] = ()
+) -> grpc.Channel:
     """A synchronous channel to `addr` whose every call carries the secret."""
+    options = [*CHANNEL_OPTIONS, *extra_options]
     if secret is None:
-        return grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+        return grpc.insecure_channel(addr, options=options)
     if secret.tls is not None:
-        credentials = channel_credentials(secret.tls)
-        channel = grpc.secure_channel(addr, credentials, options=CHANNEL_OPTIONS)
+        channel = grpc.secure_channel(addr, channel_credentials(secret.tls), options=options)
     else:
-        channel = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+        channel = grpc.insecure_channel(addr, options=options)
     return grpc.intercept_channel(channel, SyncSecretInterceptor(secret))

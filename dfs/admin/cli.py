@@ -24,6 +24,7 @@ from dfs.admin.common import (
     STATUS_TIMEOUT_S,
     AdminUsageError,
     Target,
+    admin_channel,
     fetch_status,
     leader_addr,
 )
@@ -32,7 +33,7 @@ from dfs.admin.data_cli import data_command, rebalance_status, ring_command, scr
 from dfs.admin.fsck_cli import USAGE as LEADER_USAGE
 from dfs.admin.fsck_cli import fsck, sessions
 from dfs.admin.status_cli import status
-from dfs.auth import SecretError, secret_from_flags, sync_channel, tls_from_args
+from dfs.auth import SecretError, secret_from_flags, tls_from_args
 from dfs.client.kv import KvClient
 from dfs.client.retry import LeaderUnavailable, RetryPolicy
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
@@ -141,7 +142,7 @@ def meta_change(target: Target, action: str, argument: str) -> int:
         raise AdminUsageError("meta add ID=HOST:PORT | meta remove ID | meta transfer-leader ID")
     reply = None
     for _ in range(CHANGE_ATTEMPTS):
-        with sync_channel(leader_addr(target), target.secret) as channel:
+        with admin_channel(leader_addr(target), target.secret) as channel:
             stub = admin_pb2_grpc.AdminStub(channel)
             if action == "add":
                 reply = stub.MetaAdd(
@@ -164,7 +165,7 @@ def meta_snapshot(target: Target) -> int:
     """Ask the replicas for a snapshot now (each replica snapshots its own state)."""
     problems = 0
     for addr in target.meta_addrs:
-        with sync_channel(addr, target.secret) as channel:
+        with admin_channel(addr, target.secret) as channel:
             try:
                 reply = admin_pb2_grpc.AdminStub(channel).MetaSnapshot(
                     common_pb2.Empty(), timeout=STATUS_TIMEOUT_S

@@ -3,6 +3,7 @@ cluster, a server's status and the metadata leader's address."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import grpc
@@ -12,6 +13,10 @@ from dfs.rpc import admin_pb2, admin_pb2_grpc
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 STATUS_TIMEOUT_S = 2.0
+# An operator's command waits for a slow connection (a TLS handshake on a busy
+# server) until its deadline, instead of failing on the first attempt.
+WAIT_FOR_READY = [("grpc.service_config", json.dumps(
+    {"methodConfig": [{"name": [{}], "waitForReady": True}]}))]
 
 
 class AdminUsageError(Exception):
@@ -24,8 +29,12 @@ class Target:
     secret: ClusterSecret | None
 
 
+def admin_channel(addr: str, secret: ClusterSecret | None) -> grpc.Channel:
+    return sync_channel(addr, secret, WAIT_FOR_READY)
+
+
 def fetch_status(addr: str, secret: ClusterSecret | None) -> admin_pb2.StatusReply | None:
-    with sync_channel(addr, secret) as channel:
+    with admin_channel(addr, secret) as channel:
         try:
             reply: admin_pb2.StatusReply = admin_pb2_grpc.AdminStub(channel).Status(
                 admin_pb2.StatusRequest(), timeout=STATUS_TIMEOUT_S

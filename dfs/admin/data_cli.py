@@ -18,10 +18,10 @@ from dfs.admin.common import (
     EXIT_PROBLEM,
     AdminUsageError,
     Target,
+    admin_channel,
     fetch_status,
     leader_addr,
 )
-from dfs.auth import sync_channel
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 
 CALL_TIMEOUT_S = 30.0
@@ -37,7 +37,7 @@ USAGE = (
 
 
 def _at_leader(target: Target, call: Callable[[admin_pb2_grpc.AdminStub], Any]) -> Any:
-    with sync_channel(leader_addr(target), target.secret) as channel:
+    with admin_channel(leader_addr(target), target.secret) as channel:
         return call(admin_pb2_grpc.AdminStub(channel))
 
 
@@ -194,7 +194,7 @@ def scrub_command(target: Target, words: Sequence[str], as_json: bool) -> int:
 def scrub_start(target: Target, rate_mbps: float, as_json: bool) -> int:
     results: list[dict[str, object]] = []
     for server_id, addr in _data_addrs(target):
-        with sync_channel(addr, target.secret) as channel:
+        with admin_channel(addr, target.secret) as channel:
             try:
                 reply = admin_pb2_grpc.AdminStub(channel).ScrubStart(
                     admin_pb2.ScrubRequest(rate_mbps=rate_mbps), timeout=CALL_TIMEOUT_S)

@@ -16,8 +16,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from dfs.admin.common import EXIT_OK, EXIT_PROBLEM, AdminUsageError, Target, leader_addr
-from dfs.auth import sync_channel
+from dfs.admin.common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    AdminUsageError,
+    Target,
+    admin_channel,
+    leader_addr,
+)
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 
 FSCK_TIMEOUT_S = 6 * 3600.0  # a verify pass reads every byte once
@@ -42,7 +48,7 @@ def fsck(target: Target, words: Sequence[str], as_json: bool) -> int:
                         console=Console(stderr=True), transient=True,
                         disable=as_json or not sys.stderr.isatty())
     tasks: dict[str, TaskID] = {}
-    with sync_channel(leader_addr(target), target.secret) as channel, progress:
+    with admin_channel(leader_addr(target), target.secret) as channel, progress:
         for update in admin_pb2_grpc.AdminStub(channel).Fsck(request, timeout=FSCK_TIMEOUT_S):
             if update.HasField("report"):
                 report = update.report
@@ -87,7 +93,7 @@ def _render(report: admin_pb2.FsckReport, request: admin_pb2.FsckRequest) -> Non
 
 
 def sessions(target: Target, words: Sequence[str], as_json: bool) -> int:
-    with sync_channel(leader_addr(target), target.secret) as channel:
+    with admin_channel(leader_addr(target), target.secret) as channel:
         stub = admin_pb2_grpc.AdminStub(channel)
         if len(words) == 2 and words[0] == "--evict":
             if not words[1].isdigit():

@@ -261,13 +261,15 @@ class FsckRunner:
                     f"chunk {chunk_id} has {good} of {replicas} copies ({files}); "
                     "anti-entropy adds the missing ones", True))
         orphans: list[int] = []
-        horizon = live.chunks.sweep_horizon()
+        committable = live.chunks.allocated_from(0)
         if scope is None:
             for chunk_id, servers in sorted(census.holders.items()):
                 referenced = chunk_id in live.chunks.refs or chunk_id in report.chunk_refs
-                # Below the horizon no session can still commit it; in the GC queue it
-                # is being deleted already.
-                if not referenced and chunk_id < horizon and chunk_id not in live.chunks.gc_queue:
+                # An id in a live session's range may still be committed, one past the
+                # counter may be allocated next; one in the GC queue is being deleted.
+                pending = chunk_id >= live.chunks.next_chunk_id or any(
+                    first <= chunk_id < first + count for first, count in committable)
+                if not referenced and not pending and chunk_id not in live.chunks.gc_queue:
                     orphans.append(chunk_id)
                     findings.append(_finding(
                         "orphan chunk", chunk_id,

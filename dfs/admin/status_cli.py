@@ -14,9 +14,15 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from dfs.admin.common import EXIT_OK, EXIT_PROBLEM, AdminUsageError, Target, fetch_status
+from dfs.admin.common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    AdminUsageError,
+    Target,
+    admin_channel,
+    fetch_status,
+)
 from dfs.admin.health import ClusterFigures, DataMember, Health, Level, MetaMember, assess
-from dfs.auth import sync_channel
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 
 CALL_TIMEOUT_S = 10.0
@@ -48,7 +54,7 @@ def _meta_members(target: Target) -> tuple[list[MetaMember], admin_pb2.StatusRep
 
 
 def _at(addr: str, target: Target, method: str, request: Any) -> Any:
-    with sync_channel(addr, target.secret) as channel:
+    with admin_channel(addr, target.secret) as channel:
         try:
             return getattr(admin_pb2_grpc.AdminStub(channel), method)(
                 request, timeout=CALL_TIMEOUT_S)
