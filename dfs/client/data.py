@@ -121,6 +121,14 @@ class WriteResult:
         return sum(chunk.under_replicated for chunk in self.chunks)
 
 
+@dataclass(frozen=True)
+class Staged:
+    """Chunks uploaded but not committed, and the block updates that will commit them."""
+
+    updates: tuple[meta_pb2.BlockUpdate, ...]
+    chunks: tuple[StoredChunk, ...]
+
+
 @dataclass
 class BlockMaps:
     """Slices of some blocks of a file, and its size when they were read."""
@@ -190,14 +198,20 @@ class FileData:
         try:
             return await self._write_once(caller, ino, extents, block_size)
         except OSError as err:
-            if err.errno != errno.ESTALE:
+            if not self.session_expired(err, ino):
                 raise
-            # The session that owned the chunk ids expired and the metadata client
-            # opened a new one: the commit changed nothing, so write again with ids
-            # of the new session (the old chunks are orphans for the sweep).
-            log.warning("write to inode %d: %s; writing again in the new session", ino, err)
-            self.ids.forget()
         return await self._write_once(caller, ino, extents, block_size)
+
+    def session_expired(self, err: OSError, ino: int) -> bool:
+        """Whether a commit failed because the session that owned its chunk ids expired
+        (ESTALE). The metadata client has opened a new one and the commit changed
+        nothing: the caller uploads again with ids of the new session (the old chunks
+        are orphans for the sweep)."""
+        if err.errno != errno.ESTALE:
+            return False
+        log.warning("write to inode %d: %s; writing again in the new session", ino, err)
+        self.ids.forget()
+        return True
 
     async def _write_once(
         self,
@@ -206,6 +220,12 @@ class FileData:
         extents: Sequence[tuple[int, bytes]],
         block_size: int,
     ) -> WriteResult:
+        staged = await self.upload(extents, block_size)
+        return await self.commit_staged(caller, ino, [staged], block_size)
+
+    async def upload(self, extents: Sequence[tuple[int, bytes]], block_size: int) -> Staged:
+        """Store the extents as chunks (one per block touched, MAX_PARALLEL_CHUNKS at a
+        time) without committing them: the slices a later commit_staged makes visible."""
         by_block = _pack(extents, block_size)
         blocks = sorted(by_block)
         stored = await asyncio.gather(
@@ -215,11 +235,19 @@ class FileData:
             meta_pb2.BlockUpdate(block=block, slices=_slices(by_block[block], chunk))
             for block, chunk in zip(blocks, stored, strict=True)
         ]
+        return Staged(tuple(updates), tuple(stored))
+
+    async def commit_staged(
+        self, caller: common_pb2.Caller, ino: int, staged: Sequence[Staged], block_size: int
+    ) -> WriteResult:
+        """Commit uploads in order (a later one's slices land after, and win over, an
+        earlier one's), in as few commits as MAX_COMMIT_BYTES allows. ESTALE when the
+        session that owned their chunk ids expired: upload them again."""
+        updates = [update for one in staged for update in one.updates]
         attr = None
         for batch in _commit_batches(updates):
-            # Batches are in block order, so the last one carries the highest end.
             attr = await self.meta.commit(caller, ino, batch, _end_of(batch, block_size))
-        return WriteResult(attr, tuple(stored))
+        return WriteResult(attr, tuple(chunk for one in staged for chunk in one.chunks))
 
     async def write_chunk(self, data: bytes) -> StoredChunk:
         """Store one new chunk (no commit): for compaction and tools."""

@@ -2,11 +2,11 @@
 
 Owns what a mount decides about file data. Every open file (inode) has one state
 shared by all of its handles in this mount: the block maps fetched at open
-(close-to-open consistency) and one write buffer, so every handle reads what any
-handle wrote, before it is committed. Buffered writes are committed as chunks on
-flush/fsync/release or when the buffer fills (close's durability completes in
-flush); an upload failure is kept and reported at the next write, flush or fsync
-of the file. The size seen by getattr includes buffered writes. Namespace calls
+(close-to-open consistency) and one write-back (writeback.py: buffered, uploaded in
+the background, committed on flush/fsync/release; close's durability completes in
+flush), so every handle reads what any handle wrote, before it is committed. Reads
+go through the chunk cache with read-ahead, except on O_DIRECT handles. The size
+seen by getattr includes buffered writes. Namespace calls
 pass straight through to the metadata client. Runs on the asyncio side of the
 bridge; never trio.
 """
@@ -24,7 +24,8 @@ from itertools import count
 from dfs.client.data import BlockMaps, FileData
 from dfs.client.meta import MetaClient
 from dfs.client.tuning import READAHEAD_SLACK, READAHEAD_START, ClientTuning
-from dfs.client.writebuffer import Extent, cut_at, end_of, lay_over, merge_into
+from dfs.client.writeback import WriteBack
+from dfs.client.writebuffer import lay_over
 from dfs.rpc import common_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
@@ -49,17 +50,17 @@ class OpenFile:
     """One inode open in this mount: what all of its handles share."""
 
     ino: int
-    block_size: int
+    writeback: WriteBack
     maps: BlockMaps | None = None  # committed slices as of open; None: fetch again
-    extents: list[Extent] = field(default_factory=list)
-    buffered: int = 0
-    writer: common_pb2.Caller | None = None  # whose writes the buffer holds
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    failure: OSError | None = None  # a write-back error, reported at the next call
     handles: int = 0
 
+    @property
+    def block_size(self) -> int:
+        return self.writeback.block_size
+
     def buffered_end(self) -> int:
-        return end_of(self.extents)
+        return self.writeback.end()
 
 
 @dataclass
@@ -133,7 +134,10 @@ class FsClient:
     ) -> Handle:
         open_file = self.files.get(ino)
         if open_file is None:
-            open_file = self.files[ino] = OpenFile(ino, block_size)
+            tuning = self.tuning
+            writeback = WriteBack(ino, block_size, self.data, tuning.upload_bytes,
+                                  tuning.write_buffer_bytes)
+            open_file = self.files[ino] = OpenFile(ino, writeback)
             self.meta.hold(ino)
         open_file.handles += 1
         handle = Handle(next(self._fh_numbers), ino, caller, flags, open_file)
@@ -174,11 +178,8 @@ class FsClient:
             raise OSError(errno.EFBIG, "write past the maximum file size")
         open_file = handle.file
         async with open_file.lock:
-            self._raise_failure(open_file)
-            open_file.buffered += merge_into(open_file.extents, offset, data)
-            open_file.writer = handle.caller
-            if open_file.buffered >= self.tuning.write_buffer_bytes:
-                await self._flush_locked(open_file)
+            open_file.writeback.raise_failure()
+            await open_file.writeback.write(offset, data, handle.caller)
         return len(data)
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
@@ -187,22 +188,23 @@ class FsClient:
         handle = self.handle(fh)
         open_file = handle.file
         async with open_file.lock:
-            self._raise_failure(open_file)
+            open_file.writeback.raise_failure()
             if open_file.maps is None:
                 open_file.maps = await self._whole_file_maps(handle)
             maps = open_file.maps
-            extents = [Extent(e.offset, bytearray(e.data)) for e in open_file.extents
-                       if e.end > offset and e.offset < offset + size]
             end = min(offset + size, max(maps.size, open_file.buffered_end()))
-        if end <= offset:
-            return b""
+            if end <= offset:
+                return b""
+            # Held bytes are copied now: writes may change them while chunks are read.
+            held = open_file.writeback.held(offset, end)
         committed = await self.data.read(
             handle.caller, handle.ino, offset, end - offset, open_file.block_size, maps,
             cached=not handle.direct,
         )
         result = bytearray(committed)
         result.extend(bytes(end - offset - len(result)))  # past the committed size: zeros
-        lay_over(result, offset, extents)
+        for layer in held:
+            lay_over(result, offset, layer)
         if not handle.direct:
             self._read_ahead(handle, maps, offset, end)
         return bytes(result)
@@ -233,7 +235,7 @@ class FsClient:
     async def flush(self, fh: int) -> None:
         open_file = self.handle(fh).file
         async with open_file.lock:
-            self._raise_failure(open_file)
+            open_file.writeback.raise_failure()
             await self._flush_locked(open_file)
 
     async def fsync(self, fh: int) -> None:
@@ -256,27 +258,12 @@ class FsClient:
                 self.meta.release(handle.ino)
 
     async def _flush_locked(self, open_file: OpenFile) -> None:
-        """Commit every buffered extent at once: one chunk per block touched on R
-        replicas, then one slice commit. On failure the extents stay buffered (a later
-        flush writes them again) and the error waits in open_file.failure."""
-        if not open_file.extents:
+        """Commit every held byte (writeback.py); on failure they stay held and the
+        error is raised now and kept for the next call."""
+        if not open_file.writeback.dirty:
             return
-        extents = [(extent.offset, bytes(extent.data)) for extent in open_file.extents]
-        writer = open_file.writer or common_pb2.Caller()
-        try:
-            await self.data.write_extents(writer, open_file.ino, extents, open_file.block_size)
-        except OSError as err:
-            log.warning("write-back of inode %d failed: %s", open_file.ino, err)
-            open_file.failure = err
-            raise
-        open_file.extents.clear()
-        open_file.buffered = 0
+        await open_file.writeback.commit()
         open_file.maps = None  # our own commit changed the block maps
-
-    def _raise_failure(self, open_file: OpenFile) -> None:
-        if open_file.failure is not None:
-            failure, open_file.failure = open_file.failure, None
-            raise OSError(failure.errno or errno.EIO, f"earlier write failed: {failure}")
 
     async def setattr(self, request: meta_pb2.SetAttrRequest) -> common_pb2.Attr:
         """chmod/chown/utimens. Two requests the kernel makes that a file system
@@ -345,9 +332,9 @@ class FsClient:
             return await self.meta.setattr(
                 meta_pb2.SetAttrRequest(caller=caller, ino=ino, size=size))
         async with open_file.lock:
+            await open_file.writeback.cut(size)
             attr = await self.meta.setattr(
                 meta_pb2.SetAttrRequest(caller=caller, ino=ino, size=size))
-            open_file.buffered -= cut_at(open_file.extents, size)
             open_file.maps = None
         return self.merge_pending(attr)
 

@@ -19,8 +19,12 @@ class ClientTuning:
     # Largest read-ahead window (readahead=MiB; 0 turns read-ahead off). The window
     # starts at READAHEAD_START and doubles with every sequential read.
     readahead_bytes: int = 8 * MIB
-    # Bytes buffered per open file before they are written out (write_buffer=MiB).
+    # Dirty bytes per open file, uploading or not, before a write waits for a commit
+    # (write_buffer=MiB).
     write_buffer_bytes: int = 16 * MIB
+    # Buffered bytes that start a background upload (upload_at=MiB): one block of
+    # sequential writes, so uploads run while the writer goes on.
+    upload_bytes: int = 4 * MIB
 
 
 READAHEAD_START = 256 << 10

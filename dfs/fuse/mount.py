@@ -46,6 +46,7 @@ TUNING_OPTIONS = {
     "block_cache": "block_cache_bytes",
     "readahead": "readahead_bytes",
     "write_buffer": "write_buffer_bytes",
+    "upload_at": "upload_bytes",
 }
 
 

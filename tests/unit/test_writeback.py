@@ -17,8 +17,9 @@ from typing import TypeVar
 import pytest
 
 from dfs.client import data as data_module
-from dfs.client.data import FileData
+from dfs.client.data import FileData, Staged
 from dfs.client.fs import FsClient, OpenFile
+from dfs.client.tuning import ClientTuning
 from dfs.client.writebuffer import Extent, merge_into
 from dfs.rpc import common_pb2, meta_pb2
 from tests.support.data_cluster import (
@@ -244,21 +245,30 @@ def test_upload_failure_is_raised_and_nothing_is_committed(tmp_path: Path) -> No
 
 
 class FlakyData:
-    """A FileData stand-in for FsClient: records each write_extents call and fails the
-    first `failures` of them with EIO."""
+    """A FileData stand-in for FsClient: records each upload and each commit (of the
+    uploads' extents, in order) and fails the first `failures` uploads with EIO."""
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.calls: list[list[tuple[int, bytes]]] = []
+        self.commits: list[list[list[tuple[int, bytes]]]] = []
 
-    async def write_extents(
-        self, caller: common_pb2.Caller, ino: int, extents: list[tuple[int, bytes]],
-        block_size: int,
-    ) -> None:
+    async def upload(self, extents: list[tuple[int, bytes]], block_size: int) -> Staged:
         self.calls.append(list(extents))
+        index = len(self.calls) - 1
+        await asyncio.sleep(0)
         if self.failures:
             self.failures -= 1
             raise OSError(errno.EIO, "too few live data servers")
+        # A stand-in update whose block number names this call's extents.
+        return Staged((meta_pb2.BlockUpdate(block=index),), ())
+
+    async def commit_staged(self, caller: common_pb2.Caller, ino: int,
+                            staged: list[Staged], block_size: int) -> None:
+        self.commits.append([self.calls[one.updates[0].block] for one in staged])
+
+    def session_expired(self, err: OSError, ino: int) -> bool:
+        return False
 
 
 class NoMeta:
@@ -290,7 +300,7 @@ def test_handle_flush_sends_its_disjoint_extents_in_one_call() -> None:
         await client.fsync(1)
         assert data.calls == [[(100, b"a" * 20 + b"d" * 10 + b"a" * 20 + b"b" * 50),
                                (5000, b"c" * 10)]]
-        assert handle.extents == [] and handle.buffered == 0
+        assert not handle.writeback.dirty and handle.writeback.buffered == 0
 
     run(body)
 
@@ -303,11 +313,54 @@ def test_an_upload_failure_is_reported_and_the_bytes_are_written_again() -> None
         with pytest.raises(OSError) as failure:
             await client.fsync(1)
         assert failure.value.errno == errno.EIO
-        assert handle.buffered == 4  # nothing dropped
+        assert handle.writeback.end() == 4  # nothing dropped
         with pytest.raises(OSError) as reported:
             await client.write(1, 4, b"more")  # and again at the next call
         assert reported.value.errno == errno.EIO
         await client.fsync(1)
         assert data.calls[-1] == [(0, b"kept")]
+
+    run(body)
+
+
+def test_full_buffers_upload_in_the_background_and_commit_in_order() -> None:
+    """Past upload_bytes the buffer is sealed and uploaded while writes go on; past
+    write_buffer_bytes of sealed bytes a write commits them; fsync commits the rest,
+    every upload in the order it was sealed."""
+
+    async def body() -> None:
+        data = FlakyData(failures=0)
+        tuning = ClientTuning(upload_bytes=100, write_buffer_bytes=350)
+        client = FsClient(NoMeta(), data, tuning)  # type: ignore[arg-type]
+        open_file = client._new_handle(CALLER, 7, 0, BLOCK).file
+        for step in range(3):
+            await client.write(1, step * 100, bytes([step]) * 100)
+        await asyncio.sleep(0.01)
+        assert len(data.calls) == 3 and data.commits == []  # uploading, not committed
+        assert len(open_file.writeback.sealed) == 3
+        await client.write(1, 300, b"\x03" * 100)  # 400 sealed bytes >= 350: commit
+        assert data.commits == [data.calls[:4]]
+        await client.write(1, 50, b"\x09" * 10)
+        await client.fsync(1)
+        assert data.commits[-1] == [[(50, b"\x09" * 10)]]
+        assert not open_file.writeback.dirty
+
+    run(body)
+
+
+def test_a_background_upload_failure_is_reported_at_the_next_write() -> None:
+    async def body() -> None:
+        data = FlakyData(failures=1)
+        client = FsClient(NoMeta(), data,  # type: ignore[arg-type]
+                          ClientTuning(upload_bytes=100, write_buffer_bytes=1000))
+        client._new_handle(CALLER, 7, 0, BLOCK)
+        await client.write(1, 0, b"a" * 100)  # sealed; its upload fails
+        await asyncio.sleep(0.01)
+        with pytest.raises(OSError) as reported:
+            await client.write(1, 100, b"b")
+        assert reported.value.errno == errno.EIO
+        await client.write(1, 100, b"b")
+        await client.fsync(1)  # the failed upload's bytes are uploaded again
+        assert data.commits == [[[(0, b"a" * 100)], [(100, b"b")]]]
 
     run(body)
