@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 LOCAL = "local"
 PASSTHROUGH = "passthrough"
+DFS = "dfs"
 REFERENCES = (PASSTHROUGH, LOCAL)
 
 

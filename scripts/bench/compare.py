@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from aggregate import LOCAL, PASSTHROUGH
+from aggregate import DFS, LOCAL, PASSTHROUGH
 from comparison import Comparison
 from dfs_target import DfsCluster, Unavailable, default_dfs_cmd, start_dfs
 from figures import WORKLOAD_NAMES, figures_of
@@ -35,7 +35,6 @@ from profiled import profile_dfs
 from report import markdown, text
 from sizes import SIZES
 
-DFS = "dfs"
 FS_SCRIPT = Path(__file__).resolve().parent / "fs.py"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = Path(".venv/bin/python")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aggregate import (
+    DFS,
     PASSTHROUGH,
     Summary,
     floor_ops_per_s,
@@ -17,6 +18,21 @@ from aggregate import (
     summarize,
 )
 from figures import DURABLE_SEQUENTIAL_OPS, SPEC_BY_NAME
+from targets import VS_FLOOR, VS_PASSTHROUGH
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCheck:
+    """One of issue 20's targets for dfs and what this run measured against it."""
+
+    figure: str
+    measure: str  # "dfs/passthrough" or "dfs/floor"
+    target: float
+    measured: float | None
+
+    @property
+    def of_target(self) -> float | None:
+        return None if self.measured is None else self.measured / self.target
 
 
 @dataclass
@@ -136,3 +152,15 @@ class Comparison:
         """A target's median rate of `op` over the floor of `op`."""
         floor, value = self.floor(op), self.summary(target, op)
         return None if floor is None or value is None else value.median / floor
+
+    def target_checks(self) -> list[TargetCheck]:
+        """Issue 20's targets for dfs, farthest from being met first (unmeasured last)."""
+        if DFS not in self.targets:
+            return []
+        checks = [
+            TargetCheck(name, f"{DFS}/{PASSTHROUGH}", target, self.ratio(name, DFS, PASSTHROUGH))
+            for name, target in VS_PASSTHROUGH.items() if name in self.figure_names
+        ]
+        checks += [TargetCheck(op, f"{DFS}/floor", VS_FLOOR, self.vs_floor(DFS, op))
+                   for op in self.floor_ops()]
+        return sorted(checks, key=lambda c: (c.of_target is None, c.of_target or 0.0))

@@ -49,6 +49,17 @@ def floor_rows(comparison: Comparison) -> tuple[list[str], Rows]:
     return header, rows
 
 
+def target_rows(comparison: Comparison) -> tuple[list[str], Rows]:
+    """Issue 20's targets for dfs, farthest from being met first."""
+    header = ["figure", "measure", "target", "measured", "of target"]
+    rows = [
+        [check.figure, check.measure, f">= {check.target:.2f}", _ratio(check.measured),
+         _ratio(check.of_target)]
+        for check in comparison.target_checks()
+    ]
+    return header, rows
+
+
 def load_line(comparison: Comparison) -> str:
     loads = comparison.load_samples
     if not loads:
@@ -96,6 +107,10 @@ def text(comparison: Comparison) -> str:
         parts += ["", "Per-operation floor of sequential durable operations: "
                   "1 / (passthrough op time + gRPC round trip + fsync)", inputs, ""]
         parts.append(render(*floor_rows(comparison)))
+    if comparison.target_checks():
+        parts += ["", "dfs against issue 20's targets (farthest first):", "",
+                  render(*target_rows(comparison), "llrrr")]
+    parts += [""] if comparison.errors or comparison.notes else []
     for target, messages in comparison.errors.items():
         parts += [f"ERROR {target}: {message}" for message in messages]
     parts += [f"note: {note}" for note in comparison.notes]
@@ -118,4 +133,7 @@ def markdown(comparison: Comparison) -> str:
     if inputs is not None:
         parts += [f"Floor = 1 / (passthrough op time + gRPC round trip + fsync); {inputs}.", ""]
         parts.append(_markdown_table(*floor_rows(comparison)))
+    if comparison.target_checks():
+        parts += ["", "dfs against issue 20's targets, farthest first:", "",
+                  _markdown_table(*target_rows(comparison))]
     return "\n".join(parts)
