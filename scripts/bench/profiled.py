@@ -60,6 +60,6 @@ def _report(workload: str, result: dict[str, Any] | None, recordings: dict[str, 
             lines.append(f"{figure}: {measured['value']:.1f} {measured['unit']}{note}")
         lines += [f"error {name}: {message}" for name, message in result["errors"].items()]
     profiles = {name: read_collapsed(rec.raw_path) for name, rec in recordings.items()}
-    for name in sorted(profiles, key=lambda n: -profiles[n].samples):
+    for name in sorted(profiles, key=lambda n: profiles[n].waiting - profiles[n].samples):
         lines += ["", summary(name, profiles[name], recordings[name].elapsed_s)]
     return "\n".join(lines) + "\n"

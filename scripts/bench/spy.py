@@ -23,6 +23,19 @@ from pathlib import Path
 RATE_HZ = 100
 STOP_TIMEOUT_S = 30.0
 TOP_N = 25
+# Leaf functions where a sampled thread is waiting, not working: event loops polling
+# (trio's and asyncio's), idle executor workers, and native threads (gRPC's poller)
+# whose only Python frame is Thread.run. py-spy's own idle detection (--nonblocking,
+# on a loaded machine) counts many of these as active.
+WAIT_LEAVES = frozenset({
+    "EpollIOManager.get_events",
+    "EpollIOManager._epoll_wait",
+    "EpollSelector.select",
+    "_worker",
+    "Thread.run",
+    "Condition.wait",
+    "Event.wait",
+})
 
 
 def find_py_spy() -> str | None:
@@ -71,6 +84,7 @@ class Profile:
     """Collapsed stacks of one recording, counted."""
 
     samples: int
+    waiting: int  # of `samples`, those whose leaf is one of WAIT_LEAVES
     own: Counter[str]
     inclusive: Counter[str]
 
@@ -78,7 +92,7 @@ class Profile:
 def read_collapsed(path: Path) -> Profile:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    samples = 0
+    samples = waiting = 0
     with contextlib.suppress(FileNotFoundError):
         for line in path.read_text(errors="replace").splitlines():
             stack, _, count_text = line.rpartition(" ")
@@ -88,23 +102,41 @@ def read_collapsed(path: Path) -> Profile:
             frames = stack.split(";")
             samples += count
             own[frames[-1]] += count
+            if frames[-1].split(" (", 1)[0] in WAIT_LEAVES:
+                waiting += count
             for frame in set(frames):
                 inclusive[frame] += count
-    return Profile(samples, own, inclusive)
+    return Profile(samples, waiting, own, inclusive)
 
 
 def summary(name: str, profile: Profile, elapsed_s: float, top_n: int = TOP_N) -> str:
-    """A plain-text summary: activity, then the top frames by own and inclusive samples."""
+    """A plain-text summary: how busy, then the top frames by own and inclusive samples."""
     expected = RATE_HZ * elapsed_s
-    busy = profile.samples / expected if expected > 0 else 0.0
+    working = profile.samples - profile.waiting
+    busy = working / expected if expected > 0 else 0.0
     lines = [
-        f"== {name}: {profile.samples} non-idle samples in {elapsed_s:.1f} s at {RATE_HZ} Hz "
-        f"= {busy:.2f} busy threads on average (1.00 = one thread on CPU all the time)",
+        f"== {name}: {busy:.2f} threads working on average over {elapsed_s:.1f} s "
+        f"(1.00 = one thread on a CPU all the time): {profile.samples} samples at {RATE_HZ} Hz, "
+        f"{profile.waiting} of them waiting in a poll or an idle worker",
     ]
     if not profile.samples:
         return "\n".join(lines)
     for title, counts in (("own time", profile.own), ("inclusive time", profile.inclusive)):
-        lines.append(f"-- top {top_n} by {title} (% of non-idle samples)")
+        lines.append(f"-- top {top_n} by {title} (% of samples)")
         for frame, count in counts.most_common(top_n):
             lines.append(f"{100 * count / profile.samples:6.1f}%  {frame}")
     return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """spy.py RAW SECONDS [NAME]: the summary of a recording made earlier."""
+    if len(argv) not in (2, 3):
+        print("usage: spy.py RAW_COLLAPSED_STACKS SECONDS [NAME]", file=sys.stderr)
+        return 2
+    raw = Path(argv[0])
+    print(summary(argv[2] if len(argv) == 3 else raw.stem, read_collapsed(raw), float(argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
