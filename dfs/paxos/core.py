@@ -487,8 +487,31 @@ class PaxosCore:
     def _can_promise(self, ballot: Ballot) -> bool:
         if self._now < self._no_promise_until:
             return False  # rule 3
+        if self._lease_holds_against(ballot):
+            return False
         # Rule 1: no higher ballot while a lease grant is running.
         return not (ballot > self._grant_ballot and self._now < self._grant_until)
+
+    def _lease_holds_against(self, ballot: Ballot) -> bool:
+        """A leader whose majority still grants it a lease promises no higher ballot
+        (but to its own transfer target). Those followers refuse the candidate anyway
+        (rule 1); a leader that promised would only step down for nothing, leaving a
+        replica that lost touch with the group (one just removed) free to win later."""
+        leader = self._leader
+        return (
+            leader is not None
+            and ballot.node != leader.transfer_target
+            and self._lease_until() > self._now
+        )
+
+    def _known_voters(self) -> frozenset[int]:
+        """Every replica that votes in the chosen configuration or in one this
+        acceptor accepted since: the only ones it lets campaign."""
+        voters = self._voter_ids()
+        for slot, entry in self._log.items():
+            if slot > self._chosen_upto and entry.config is not None:
+                voters |= entry.config.voter_ids | entry.config.old_voter_ids
+        return voters
 
     def _raise_promise(self, ballot: Ballot) -> None:
         """Adopt a higher ballot: step down from any leadership of a lower one."""
@@ -505,6 +528,11 @@ class PaxosCore:
             self._send(msg.sender, self._refusal(msg.sender))
             return
         if msg.ballot > self._promised:
+            if msg.sender not in self._known_voters():
+                # A removed replica that missed its removal must never lead: the
+                # group would follow its heartbeats while no reply reaches it.
+                self._send(msg.sender, self._refusal(msg.sender))
+                return
             if not self._can_promise(msg.ballot):
                 return  # silence: the candidate retries after its timeout
             self._raise_promise(msg.ballot)
@@ -603,7 +631,7 @@ class PaxosCore:
             return
         # The old leader ended its lease reads before sending this (rule 5).
         self._grant_until = NEVER
-        if msg.target == self.node_id and self.node_id in self._voter_ids():
+        if msg.target == self.node_id:
             self._start_election()
 
     # ------------------------------------------------------------------ chosen
@@ -631,8 +659,11 @@ class PaxosCore:
     def _start_election(self) -> None:
         ballot = next_ballot(max(self._highest_seen, self._promised), self.node_id)
         self._reset_election_timer()
-        if self.node_id not in self._voter_ids():
-            return  # learners and removed replicas never campaign
+        if self.node_id not in self.config.voter_ids:
+            # Learners and removed replicas never campaign; nor does a voter that a
+            # chosen joint configuration is leaving: as leader it could only finish
+            # the change that removes it, and the new voters can do that themselves.
+            return
         if not self._can_promise(ballot):
             # Rules 1/3 keep even our own promise back; try again once they allow.
             self._election_deadline = max(self._no_promise_until, self._grant_until)

@@ -17,6 +17,7 @@ from tests.support.ports import free_addrs
 from tests.support.procs import ProcessSet
 
 POLICY = RetryPolicy(deadline_s=30, attempt_timeout_s=1.0)
+MAX_PUT_GAP_S = 3.0
 
 
 @pytest.fixture
@@ -26,23 +27,38 @@ def cluster(procs: ProcessSet, secret_file: Path) -> MetaCluster:
     return meta
 
 
-def voters_of(cluster: MetaCluster, node_id: int) -> set[int]:
-    status = cluster.status(node_id)
-    assert status is not None
-    return set(status.meta.voters)
+def leaders_voters(cluster: MetaCluster) -> set[int]:
+    """The voters the leader names (empty if it did not answer: the machine is busy)."""
+    status = cluster.status(cluster.leader(), timeout_s=5)
+    return set(status.meta.voters) if status is not None else set()
+
+
+async def wait_voters(cluster: MetaCluster, expected: set[int], timeout_s: float) -> None:
+    # Status calls block: run them off the loop, so the writer's puts go on meanwhile.
+    deadline = time.monotonic() + timeout_s
+    while (voters := await asyncio.to_thread(leaders_voters, cluster)) != expected:
+        assert time.monotonic() < deadline, f"voters {voters}, never {expected}"
+        await asyncio.sleep(0.2)
 
 
 async def write_while(cluster: MetaCluster, acknowledged: dict[bytes, bytes],
-                      stop: asyncio.Event) -> None:
+                      stop: asyncio.Event) -> float:
+    """Put keys until `stop`; returns the longest gap between two acknowledgements."""
     client = KvClient(cluster.addr_list, cluster.secret, POLICY)
     await client.open()
     i = 0
+    longest_gap = 0.0
+    last_ack = time.monotonic()
     while not stop.is_set():
         key = f"m-{i}".encode()
         await client.put(key, key * 2)
         acknowledged[key] = key * 2
+        now = time.monotonic()
+        longest_gap = max(longest_gap, now - last_ack)
+        last_ack = now
         i += 1
     await client.close()
+    return longest_gap
 
 
 async def all_present(addrs: list[str], cluster: MetaCluster, written: dict[bytes, bytes]) -> bool:
@@ -53,9 +69,6 @@ async def all_present(addrs: list[str], cluster: MetaCluster, written: dict[byte
     return ok
 
 
-# In `make test-long` only, for now: in one of four full runs a put stalled past its
-# 30 s deadline around the remove (a liveness bug under investigation, issue 15).
-@pytest.mark.long
 @pytest.mark.timeout(180)
 def test_join_then_remove_while_writing(cluster: MetaCluster, procs: ProcessSet) -> None:
     (new_addr,) = free_addrs(1)
@@ -70,17 +83,20 @@ def test_join_then_remove_while_writing(cluster: MetaCluster, procs: ProcessSet)
             "--data-dir", str(procs.base_dir / "meta4"), "--secret", str(cluster.secret_file),
         ], addr=new_addr)
         cluster.addrs[4], cluster.replicas[4] = new_addr, joiner
-        deadline = time.monotonic() + 60
-        while voters_of(cluster, cluster.leader()) != {1, 2, 3, 4}:
-            assert time.monotonic() < deadline, "the 4th replica never became a voter"
-            await asyncio.sleep(0.2)
-        victim = next(i for i in (1, 2, 3) if i != cluster.leader())
+        await wait_voters(cluster, {1, 2, 3, 4}, timeout_s=60)
+        leader = await asyncio.to_thread(cluster.leader)
+        victim = next(i for i in (1, 2, 3) if i != leader)
         removed = await asyncio.to_thread(cluster.admin, "meta", "remove", str(victim))
         assert removed.returncode == 0, removed.stdout + removed.stderr
-        assert voters_of(cluster, cluster.leader()) == {1, 2, 3, 4} - {victim}
-        await asyncio.sleep(0.5)
+        await wait_voters(cluster, {1, 2, 3, 4} - {victim}, timeout_s=10)
+        # The removed replica stays up a while: it must not disturb the group.
+        await asyncio.sleep(2.0)
         stop.set()
-        await writer
+        longest_gap = await writer
+        print(f"longest gap between acknowledged puts: {longest_gap:.3f} s")
+        # Issue 15: no stall over 3 s. Measured up to 1.4 s on a 2-core machine at
+        # load 27; the old bug (a removed replica leading) stalled for good.
+        assert longest_gap < MAX_PUT_GAP_S
         cluster.kill(victim)  # no longer needed by anyone
         remaining = [cluster.addrs[i] for i in sorted(cluster.addrs) if i != victim]
         assert await all_present(remaining, cluster, acknowledged)
