@@ -32,6 +32,8 @@ from dfs.admin.data_cli import USAGE as DATA_USAGE
 from dfs.admin.data_cli import data_command, rebalance_status, ring_command, scrub_command
 from dfs.admin.fsck_cli import USAGE as LEADER_USAGE
 from dfs.admin.fsck_cli import fsck, sessions
+from dfs.admin.rebalance_cli import USAGE as REBALANCE_USAGE
+from dfs.admin.rebalance_cli import rebalance
 from dfs.admin.status_cli import status
 from dfs.auth import SecretError, secret_from_flags, tls_from_args
 from dfs.client.kv import KvClient
@@ -224,7 +226,7 @@ async def kv_command(target: Target, words: list[str], as_json: bool) -> int:
 USAGE = (
     "status | meta status | meta snapshot | meta add ID=HOST:PORT | meta remove ID | "
     "meta transfer-leader ID | kv put KEY VALUE | kv get KEY | kv cas KEY OLD NEW | "
-    + DATA_USAGE + " | " + LEADER_USAGE
+    + DATA_USAGE + " | " + REBALANCE_USAGE + " | " + LEADER_USAGE
 )
 DATA_COMMANDS = {"data": data_command, "ring": ring_command, "scrub": scrub_command}
 
@@ -248,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
             return DATA_COMMANDS[words[0]](target, words[1:], as_json)
         if list(words) == ["rebalance", "status"]:
             return rebalance_status(target, as_json)
+        if words[0] == "rebalance":
+            return rebalance(target, words[1:], as_json)
         if list(words) == ["status"]:
             return status(target, as_json)
         if words[0] == "fsck":

@@ -177,6 +177,11 @@ class MetaAdminService(admin_pb2_grpc.AdminServicer):
         await self._require_leader(context)
         return await self.sessions.evict(context, request.id)
 
+    async def Rebalance(self, request: Any, context: Any) -> admin_pb2.AdminReply:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                            "rebalancing runs on data servers: ask them (dfs admin rebalance)")
+        raise AssertionError("abort returns only by raising")
+
     async def _require_leader(self, context: Any) -> None:
         """The leader's heartbeat figures are the only ones kept: others refuse."""
         if not self.node.core.is_leader:

@@ -14,6 +14,7 @@ import grpc
 
 from dfs import __version__
 from dfs.data.antientropy import AntiEntropy
+from dfs.data.pacing import MB
 from dfs.data.repair import Upkeep
 from dfs.data.ringview import RingView
 from dfs.data.scrub import Scrubber
@@ -85,6 +86,19 @@ class DataAdminService(admin_pb2_grpc.AdminServicer):
             ok=True, message=f"scrub started at {rate / 1e6:g} MB/s" if rate else
             "scrub started, unpaced",
         )
+
+    async def Rebalance(
+        self, request: admin_pb2.RebalanceRequest, context: Any
+    ) -> admin_pb2.AdminReply:
+        if request.rate_mbps < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "rate must be >= 0 MB/s")
+        if request.rate_mbps > 0:
+            self.anti_entropy.pacer.set_rate(request.rate_mbps * MB)
+        self.anti_entropy.wake.set()
+        rate = self.anti_entropy.pacer.rate_bytes_per_s
+        return admin_pb2.AdminReply(
+            ok=True, message=f"pass started, pushing at {rate / 1e6:g} MB/s" if rate else
+            "pass started, unpaced")
 
     async def _refuse(self, request: Any, context: Any) -> Any:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, ASK_META)

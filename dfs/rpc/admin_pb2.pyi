@@ -996,3 +996,25 @@ class SessionEvictRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SessionEvictRequest: _TypeAlias = SessionEvictRequest  # noqa: Y015
+
+@_typing.final
+class RebalanceRequest(_message.Message):
+    """Starts a rebalance and repair pass now on a data server."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATE_MBPS_FIELD_NUMBER: _builtins.int
+    rate_mbps: _builtins.float
+    """New rate limit for repair and rebalance pushes in MB/s (0 = keep the current one)."""
+    def __init__(
+        self,
+        *,
+        rate_mbps: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rate_mbps", b"rate_mbps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebalanceRequest: _TypeAlias = RebalanceRequest  # noqa: Y015

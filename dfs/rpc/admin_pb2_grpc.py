@@ -122,6 +122,11 @@ class AdminStub:
                 request_serializer=dfs_dot_v1_dot_admin__pb2.SessionEvictRequest.SerializeToString,
                 response_deserializer=dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
                 _registered_method=True)
+        self.Rebalance = channel.unary_unary(
+                '/dfs.v1.Admin/Rebalance',
+                request_serializer=dfs_dot_v1_dot_admin__pb2.RebalanceRequest.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -249,6 +254,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rebalance(self, request, context):
+        """Starts an anti-entropy pass now, optionally at a new rate (data servers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -335,6 +347,11 @@ def add_AdminServicer_to_server(servicer, server):
             'SessionEvict': grpc.unary_unary_rpc_method_handler(
                     servicer.SessionEvict,
                     request_deserializer=dfs_dot_v1_dot_admin__pb2.SessionEvictRequest.FromString,
+                    response_serializer=dfs_dot_v1_dot_admin__pb2.AdminReply.SerializeToString,
+            ),
+            'Rebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rebalance,
+                    request_deserializer=dfs_dot_v1_dot_admin__pb2.RebalanceRequest.FromString,
                     response_serializer=dfs_dot_v1_dot_admin__pb2.AdminReply.SerializeToString,
             ),
     }
@@ -797,6 +814,33 @@ class Admin:
             target,
             '/dfs.v1.Admin/SessionEvict',
             dfs_dot_v1_dot_admin__pb2.SessionEvictRequest.SerializeToString,
+            dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.Admin/Rebalance',
+            dfs_dot_v1_dot_admin__pb2.RebalanceRequest.SerializeToString,
             dfs_dot_v1_dot_admin__pb2.AdminReply.FromString,
             options,
             channel_credentials,

@@ -73,6 +73,8 @@ class AdminStub:
     """Ends a session: its unflushed writes can no longer commit, its open files close
     (metadata leader).
     """
+    Rebalance: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RebalanceRequest, _admin_pb2.AdminReply]
+    """Starts an anti-entropy pass now, optionally at a new rate (data servers)."""
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -117,6 +119,8 @@ class AdminAsyncStub(AdminStub):
     """Ends a session: its unflushed writes can no longer commit, its open files close
     (metadata leader).
     """
+    Rebalance: _aio.UnaryUnaryMultiCallable[_admin_pb2.RebalanceRequest, _admin_pb2.AdminReply]  # type: ignore[assignment]
+    """Starts an anti-entropy pass now, optionally at a new rate (data servers)."""
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     """Admin service of every server."""
@@ -260,5 +264,13 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         """Ends a session: its unflushed writes can no longer commit, its open files close
         (metadata leader).
         """
+
+    @_abc_1.abstractmethod
+    def Rebalance(
+        self,
+        request: _admin_pb2.RebalanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.AdminReply, _abc.Awaitable[_admin_pb2.AdminReply]]:
+        """Starts an anti-entropy pass now, optionally at a new rate (data servers)."""
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -161,6 +161,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("sessions",), "mount:", "sessions"),
     (("scrub", "status"), "passes", "servers"),
     (("rebalance", "status"), "ring epoch", "settled"),
+    (("rebalance", "--dry-run"), "the next pass", "copies_to_drop"),
+    (("rebalance", "--rate", "30"), "pass started", "servers"),
     (("fsck",), "no problems found", "findings"),
 ]
 
