@@ -7,11 +7,15 @@ of the ring. Human tables by default, --json for scripts; exit 0 healthy or done
 from __future__ import annotations
 
 import json
+import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dfs.admin.common import (
     EXIT_OK,
@@ -32,7 +36,7 @@ STATE_NAMES = {1: "up", 2: "down", 3: "out", 4: "draining"}
 USAGE = (
     "data list | data out ID | data drain ID | data remove ID | data weight ID W | "
     "ring show | ring plan add ID=HOST:PORT [W] | ring plan remove|drain|out ID | "
-    "ring plan weight ID W | scrub start [MB/S] | scrub status | rebalance status"
+    "ring plan weight ID W | scrub start [MB/S] [--wait S] | scrub status | rebalance status"
 )
 
 
@@ -178,6 +182,14 @@ def _data_addrs(target: Target) -> list[tuple[int, str]]:
 
 
 def scrub_command(target: Target, words: Sequence[str], as_json: bool) -> int:
+    wait_s: float | None = None
+    if "--wait" in words:
+        at = list(words).index("--wait")
+        try:
+            wait_s = float(words[at + 1])
+        except (IndexError, ValueError) as err:
+            raise AdminUsageError("scrub start --wait needs seconds") from err
+        words = [*words[:at], *words[at + 2:]]
     if words and words[0] == "start" and len(words) <= 2:
         try:
             rate = float(words[1]) if len(words) == 2 else 0.0
@@ -185,7 +197,11 @@ def scrub_command(target: Target, words: Sequence[str], as_json: bool) -> int:
             raise AdminUsageError(f"scrub start [MB/S]: not a rate: {words[1]!r}") from err
         if rate < 0:
             raise AdminUsageError("scrub rate must be >= 0 MB/s")
-        return scrub_start(target, rate, as_json)
+        passes_before = {i: s.data.scrub_passes for i, _, s in _data_statuses(target) if s}
+        code = scrub_start(target, rate, as_json)
+        if wait_s is None or code != EXIT_OK:
+            return code
+        return follow_scrub(target, passes_before, wait_s)
     if list(words) == ["status"]:
         return scrub_status(target, as_json)
     raise AdminUsageError(f"unknown scrub command: {' '.join(words)} ({USAGE})")
@@ -209,6 +225,31 @@ def scrub_start(target: Target, rate_mbps: float, as_json: bool) -> int:
         for r in results:
             print(f"{r['id']:>4}  {r['addr']:<22} {r['message']}")
     return EXIT_OK if all(r["ok"] for r in results) else EXIT_PROBLEM
+
+
+def follow_scrub(target: Target, passes_before: dict[int, int], wait_s: float) -> int:
+    """A progress bar over every server's pass, until each has finished one more."""
+    deadline = time.monotonic() + wait_s
+    progress = Progress(TextColumn("scrub"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} chunks"), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True,
+                        disable=not sys.stderr.isatty())
+    with progress:
+        task = progress.add_task("scrub", total=None)
+        while True:
+            statuses = [s for _, _, s in _data_statuses(target) if s is not None]
+            finished = [s for s in statuses
+                        if s.data.scrub_passes > passes_before.get(s.id, 0)]
+            progress.update(task, total=sum(s.data.chunks for s in statuses) or None,
+                            completed=sum(s.data.chunks if s in finished else s.data.scrub_chunks
+                                          for s in statuses))
+            if len(finished) == len(statuses) or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+    done = len(finished) == len(statuses)
+    print("scrub pass finished on every server" if done else
+          f"scrub still running after {wait_s:g} s (dfs admin scrub status)", file=sys.stderr)
+    return EXIT_OK if done else EXIT_PROBLEM
 
 
 def _data_statuses(target: Target) -> list[tuple[int, str, admin_pb2.StatusReply | None]]:

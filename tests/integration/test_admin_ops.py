@@ -159,6 +159,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("ring", "show"), "epoch", "members"),
     (("ring", "plan", "weight", "1", "2"), "move", "chunks_moved"),
     (("sessions",), "mount:", "sessions"),
+    (("scrub", "start", "100", "--wait", "60"), "scrub started", "servers"),
     (("scrub", "status"), "passes", "servers"),
     (("rebalance", "status"), "ring epoch", "settled"),
     (("rebalance", "--dry-run"), "the next pass", "copies_to_drop"),
