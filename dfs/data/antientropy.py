@@ -14,7 +14,6 @@ answered that it holds the chunk whole and verified, and no newer ring is known.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -23,11 +22,12 @@ import grpc
 import grpc.aio
 
 from dfs.client.replicas import upload_pieces
-from dfs.client.retry import LeaderChannels, LeaderUnavailable
+from dfs.client.retry import LeaderChannels
 from dfs.data.chain import PeerChannels
 from dfs.data.checksum import whole_checksum
 from dfs.data.chunkrefs import held_refs
 from dfs.data.pacing import BytePacer
+from dfs.data.periodic import every
 from dfs.data.ringview import RingView
 from dfs.data.service import MAX_HAS_CHUNKS
 from dfs.data.store import ChunkStore, ChunkStoreError
@@ -87,16 +87,7 @@ class AntiEntropy:
         return self.last.under_replicated
 
     async def loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.interval_s)
-            self.wake.clear()
-            if stop.is_set():
-                return
-            try:
-                await self.run_pass()
-            except (LeaderUnavailable, grpc.aio.AioRpcError) as err:
-                log.warning("anti-entropy pass stopped: %s", err)
+        await every(self.interval_s, self.run_pass, stop, "anti-entropy", wake=self.wake)
 
     async def run_pass(self) -> int:
         """One walk over every held chunk; the number of copies pushed."""

@@ -13,7 +13,6 @@ It never deletes anything the metadata service did not release.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,8 +20,9 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from dfs.client.retry import LeaderChannels, LeaderUnavailable
+from dfs.client.retry import LeaderChannels
 from dfs.data.chain import PeerChannels
+from dfs.data.periodic import every
 from dfs.data.ringview import RingView
 from dfs.data.service import MAX_HAS_CHUNKS
 from dfs.data.store import ChunkStore
@@ -57,13 +57,8 @@ class GarbageCollector:
         self.deleted = 0  # copies removed here, for logs and tests
 
     async def loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.collect_once()
-            except (LeaderUnavailable, grpc.aio.AioRpcError) as err:
-                log.warning("garbage collection pass failed: %s", err)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), GC_INTERVAL_S)
+        await every(GC_INTERVAL_S, self.collect_once, stop, "garbage collection",
+                    first_pass_now=True)
 
     async def collect_once(self) -> int:
         """One pass; the number of ids acknowledged."""

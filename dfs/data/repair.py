@@ -9,7 +9,6 @@ creates chunks this server did not hold and never deletes any.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import grpc
@@ -17,6 +16,7 @@ import grpc.aio
 
 from dfs.data.chain import PeerChannels
 from dfs.data.checksum import whole_checksum
+from dfs.data.periodic import every
 from dfs.data.ringview import RingView
 from dfs.data.store import ChunkConflict, ChunkStore, ChunkStoreError
 from dfs.placement.members import MemberState
@@ -46,12 +46,7 @@ class Upkeep:
         self.unrepaired = 0  # corrupt copies with no good copy found on the last pass
 
     async def loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), REPAIR_INTERVAL_S)
-            if stop.is_set():
-                return
-            await self.repair_once()
+        await every(REPAIR_INTERVAL_S, self.repair_once, stop, "repair")
 
     async def repair_once(self) -> int:
         """Replace every copy marked corrupt with a good one from a peer; the number

@@ -9,12 +9,12 @@ replaces it from a good copy. The scrubber itself never writes or deletes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from dfs.data.pacing import MB, BytePacer
+from dfs.data.periodic import every
 from dfs.data.store import ChunkNotFound, ChunkStore, ChunkStoreError
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,7 @@ class Scrubber:
                              self._bad, self.pacer.rate_bytes_per_s, self._finished_at)
 
     async def loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.start_now.wait(), self.rest_s)
-            if stop.is_set():
-                return
-            await self.scrub_pass()
+        await every(self.rest_s, self.scrub_pass, stop, "scrub", wake=self.start_now)
 
     async def scrub_pass(self) -> int:
         """Verify every held chunk once; the number found bad."""

@@ -14,14 +14,12 @@ that was away when the queue was drained.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
-import grpc.aio
-
-from dfs.client.retry import LeaderChannels, LeaderUnavailable
+from dfs.client.retry import LeaderChannels
 from dfs.data.chunkrefs import held_refs
+from dfs.data.periodic import every
 from dfs.data.store import ChunkNotFound, ChunkStore, ChunkStoreError
 
 log = logging.getLogger(__name__)
@@ -46,15 +44,7 @@ class OrphanSweep:
         self.deleted = 0  # since start
 
     async def loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-            if stop.is_set():
-                return
-            try:
-                await self.sweep_once()
-            except (LeaderUnavailable, grpc.aio.AioRpcError) as err:
-                log.warning("orphan sweep stopped: %s", err)
+        await every(self.interval_s, self.sweep_once, stop, "orphan sweep")
 
     async def sweep_once(self) -> int:
         """One walk over every held chunk; the number deleted."""

@@ -38,8 +38,7 @@ from tests.support.data_cluster import (
     flip_byte_in_copy,
     holders_of,
     make_data_cluster,
-    open_client,
-    stop_all_at_once,
+    run_with_client,
     write_file,
 )
 from tests.support.meta_cluster import make_meta_cluster
@@ -105,90 +104,81 @@ def test_scrub_repair_rebalance_and_drain(procs: ProcessSet, secret_file: Path) 
     cluster.start_all()
     new_addr = free_addrs(1)[0]
 
-    async def body() -> None:
-        client, files = await open_client(cluster)
-        try:
-            rng = random.Random(22)
-            written: list[WrittenFile] = []
-            chunk_ids: list[int] = []
-            for index in range(FILES):
-                item, ids = await write_file(client, files, f"f{index}", 100 + index,
-                                             rng.randrange(1, 2_500_000))
-                written.append(item)
-                chunk_ids += ids
-            everyone = [1, 2, 3, 4]
-            await eventually(lambda: copies_at_homes(cluster, chunk_ids, everyone),
-                             "every chunk on its homes")
+    async def body(client: MetaClient, files: FileData) -> None:
+        rng = random.Random(22)
+        written: list[WrittenFile] = []
+        chunk_ids: list[int] = []
+        for index in range(FILES):
+            item, ids = await write_file(client, files, f"f{index}", 100 + index,
+                                         rng.randrange(1, 2_500_000))
+            written.append(item)
+            chunk_ids += ids
+        everyone = [1, 2, 3, 4]
+        await eventually(lambda: copies_at_homes(cluster, chunk_ids, everyone),
+                         "every chunk on its homes")
 
-            # A flipped byte: the scrub finds it and the copy is replaced from a twin.
-            victim = chunk_ids[0]
-            holder = min((await holders_of(cluster, [victim], everyone))[victim])
-            flip_byte_in_copy(cluster.data_dirs[holder], victim)
-            assert await admin_ok(cluster, "scrub", "start")
+        # A flipped byte: the scrub finds it and the copy is replaced from a twin.
+        victim = chunk_ids[0]
+        holder = min((await holders_of(cluster, [victim], everyone))[victim])
+        flip_byte_in_copy(cluster.data_dirs[holder], victim)
+        assert await admin_ok(cluster, "scrub", "start")
 
-            async def replaced() -> bool:
-                code, status = await asyncio.to_thread(admin, meta, "scrub", "status")
-                assert isinstance(status, dict), status
-                row = next(s for s in status["servers"] if s["id"] == holder)
-                return bool(row["bad"] >= 1 and row["repaired"] >= 1 and code == 0)
+        async def replaced() -> bool:
+            code, status = await asyncio.to_thread(admin, meta, "scrub", "status")
+            assert isinstance(status, dict), status
+            row = next(s for s in status["servers"] if s["id"] == holder)
+            return bool(row["bad"] >= 1 and row["repaired"] >= 1 and code == 0)
 
-            await eventually(replaced, "the scrub found and repaired the flipped byte")
-            assert holder in (await holders_of(cluster, [victim], [holder]))[victim]
+        await eventually(replaced, "the scrub found and repaired the flipped byte")
+        assert holder in (await holders_of(cluster, [victim], [holder]))[victim]
 
-            # A server killed and marked out: repair brings every chunk back to R.
-            cluster.kill(4)
-            assert await admin_ok(cluster, "data", "out", "4")
-            survivors = [1, 2, 3]
-            await eventually(lambda: copies_at_homes(cluster, chunk_ids, survivors),
-                             "R copies again after server 4 went out")
-            await eventually(lambda: admin_ok(cluster, "data", "list"),
-                             "every server heard and no chunk under-replicated or lost")
-            await eventually(lambda: admin_ok(cluster, "data", "remove", "4"),
-                             "server 4 removable once repair finished")
-            await assert_all_read_back(files, written)
+        # A server killed and marked out: repair brings every chunk back to R.
+        cluster.kill(4)
+        assert await admin_ok(cluster, "data", "out", "4")
+        survivors = [1, 2, 3]
+        await eventually(lambda: copies_at_homes(cluster, chunk_ids, survivors),
+                         "R copies again after server 4 went out")
+        await eventually(lambda: admin_ok(cluster, "data", "list"),
+                         "every server heard and no chunk under-replicated or lost")
+        await eventually(lambda: admin_ok(cluster, "data", "remove", "4"),
+                         "server 4 removable once repair finished")
+        await assert_all_read_back(files, written)
 
-            # A server added: exactly the priced copies move, all onto it, while a
-            # reader reads every file throughout.
-            code, plan = await asyncio.to_thread(admin, meta, "ring", "plan", "add",
-                                                 f"5={new_addr}")
-            assert code == 0 and isinstance(plan, dict), plan
-            assert [m["id"] for m in plan["members"] if int(m["gained"])] == [5]
-            assert int(plan["chunks"]) == len(chunk_ids)
-            expected_fraction = 1 / 4
-            assert 0 < plan["moved_fraction"] < 2.5 * expected_fraction
-            pushed_before = await pushed_total(cluster)
-            stop_reading = asyncio.Event()
-            reader = asyncio.ensure_future(keep_reading(files, written, stop_reading))
-            cluster.addrs[5] = new_addr
-            cluster.data_dirs[5] = procs.base_dir / "data5"
-            cluster.start(5).wait_healthy(timeout_s=30)
-            servers = [1, 2, 3, 5]
-            await eventually(lambda: copies_at_homes(cluster, chunk_ids, servers),
-                             "every chunk on its homes after server 5 joined")
-            await eventually(lambda: admin_ok(cluster, "rebalance", "status"),
-                             "rebalance status reports done")
-            stop_reading.set()
-            assert await reader > 0
-            assert await pushed_total(cluster) - pushed_before == int(plan["copies_moved"])
+        # A server added: exactly the priced copies move, all onto it, while a
+        # reader reads every file throughout.
+        code, plan = await asyncio.to_thread(admin, meta, "ring", "plan", "add",
+                                             f"5={new_addr}")
+        assert code == 0 and isinstance(plan, dict), plan
+        assert [m["id"] for m in plan["members"] if int(m["gained"])] == [5]
+        assert int(plan["chunks"]) == len(chunk_ids)
+        expected_fraction = 1 / 4
+        assert 0 < plan["moved_fraction"] < 2.5 * expected_fraction
+        pushed_before = await pushed_total(cluster)
+        stop_reading = asyncio.Event()
+        reader = asyncio.ensure_future(keep_reading(files, written, stop_reading))
+        cluster.addrs[5] = new_addr
+        cluster.data_dirs[5] = procs.base_dir / "data5"
+        cluster.start(5).wait_healthy(timeout_s=30)
+        servers = [1, 2, 3, 5]
+        await eventually(lambda: copies_at_homes(cluster, chunk_ids, servers),
+                         "every chunk on its homes after server 5 joined")
+        await eventually(lambda: admin_ok(cluster, "rebalance", "status"),
+                         "rebalance status reports done")
+        stop_reading.set()
+        assert await reader > 0
+        assert await pushed_total(cluster) - pushed_before == int(plan["copies_moved"])
 
-            # A server drained: removable once it holds nothing live, nothing lost.
-            assert await admin_ok(cluster, "data", "drain", "1")
-            await eventually(lambda: admin_ok(cluster, "data", "remove", "1"),
-                             "server 1 removable after its drain")
-            assert not any((await holders_of(cluster, chunk_ids, [1])).values())
-            cluster.servers[1].stop()
-            await eventually(lambda: copies_at_homes(cluster, chunk_ids, [2, 3, 5]),
-                             "every chunk on its homes without server 1")
-            await assert_all_read_back(files, written)
-        finally:
-            with contextlib.suppress(Exception):
-                await files.close()
-            await client.close()
+        # A server drained: removable once it holds nothing live, nothing lost.
+        assert await admin_ok(cluster, "data", "drain", "1")
+        await eventually(lambda: admin_ok(cluster, "data", "remove", "1"),
+                         "server 1 removable after its drain")
+        assert not any((await holders_of(cluster, chunk_ids, [1])).values())
+        cluster.servers[1].stop()
+        await eventually(lambda: copies_at_homes(cluster, chunk_ids, [2, 3, 5]),
+                         "every chunk on its homes without server 1")
+        await assert_all_read_back(files, written)
 
-    try:
-        asyncio.run(body())
-    finally:
-        stop_all_at_once(procs)
+    run_with_client(cluster, body)
 
 
 # -- the long variant: random churn, then a full verification ------------------------------
@@ -307,42 +297,33 @@ def test_random_churn_then_full_verification(procs: ProcessSet, secret_file: Pat
     print(f"DFS_LIFECYCLE_SEED={seed}")
     churn = Churn(cluster, procs, random.Random(seed), up=set(cluster.addrs), next_id=5)
 
-    async def body() -> None:
-        client, files = await open_client(cluster)
-        try:
-            deadline = time.monotonic() + LONG_S
-            last_removal = time.monotonic()
-            while time.monotonic() < deadline:
-                await churn_step(churn, client, files)
-                if time.monotonic() - last_removal > 5:
-                    await remove_finished(churn)
-                    last_removal = time.monotonic()
-            # Quiet: every leaving server becomes removable, the cluster settles.
-            await eventually(lambda: remove_or_wait(churn), "every leaving server removed",
-                             600)
-            running = sorted(churn.up)
-            await eventually(lambda: admin_ok(cluster, "rebalance", "status"),
-                             "rebalance done", 600)
-            for name, acceptable in churn.files.items():
-                item = acceptable[-1]
-                got = await files.read(ROOT, item.ino, 0, max(a.size for a in acceptable) + 1)
-                assert any(got == a.content() for a in acceptable), f"{name} lost its bytes"
-            live = sorted({c for acceptable in churn.files.values()
-                           for c in await chunks_of(client, acceptable[0].ino)})
-            assert await copies_at_homes(cluster, live, running)
-            dead = sorted(churn.dead_chunks - set(live))
-            await eventually(lambda: none_held(cluster, dead, running),
-                             "every dead chunk gone from every server", 120)
-            print(f"churn: {churn.counts}, {len(churn.files)} files, {len(live)} live chunks")
-        finally:
-            with contextlib.suppress(Exception):
-                await files.close()
-            await client.close()
+    async def body(client: MetaClient, files: FileData) -> None:
+        deadline = time.monotonic() + LONG_S
+        last_removal = time.monotonic()
+        while time.monotonic() < deadline:
+            await churn_step(churn, client, files)
+            if time.monotonic() - last_removal > 5:
+                await remove_finished(churn)
+                last_removal = time.monotonic()
+        # Quiet: every leaving server becomes removable, the cluster settles.
+        await eventually(lambda: remove_or_wait(churn), "every leaving server removed",
+                         600)
+        running = sorted(churn.up)
+        await eventually(lambda: admin_ok(cluster, "rebalance", "status"),
+                         "rebalance done", 600)
+        for name, acceptable in churn.files.items():
+            item = acceptable[-1]
+            got = await files.read(ROOT, item.ino, 0, max(a.size for a in acceptable) + 1)
+            assert any(got == a.content() for a in acceptable), f"{name} lost its bytes"
+        live = sorted({c for acceptable in churn.files.values()
+                       for c in await chunks_of(client, acceptable[0].ino)})
+        assert await copies_at_homes(cluster, live, running)
+        dead = sorted(churn.dead_chunks - set(live))
+        await eventually(lambda: none_held(cluster, dead, running),
+                         "every dead chunk gone from every server", 120)
+        print(f"churn: {churn.counts}, {len(churn.files)} files, {len(live)} live chunks")
 
-    try:
-        asyncio.run(body())
-    finally:
-        stop_all_at_once(procs)
+    run_with_client(cluster, body)
 
 
 async def remove_or_wait(churn: Churn) -> bool:

@@ -5,6 +5,7 @@ with a stand-in metadata service for unit tests of the data layer, and real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -13,14 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dfs.auth import ClusterSecret, aio_channel, read_secret
 from dfs.client.data import FileData
 from dfs.client.meta import MetaClient
-from dfs.client.retry import RetryPolicy
+from dfs.client.retry import LeaderChannels, RetryPolicy
 from dfs.data.chain import PeerChannels
 from dfs.data.load import Load
 from dfs.data.ringview import RingView
@@ -28,7 +29,7 @@ from dfs.data.service import DataService
 from dfs.data.store import ChunkStore
 from dfs.placement.members import Member, MemberState, RingConfig
 from dfs.placement.wire import config_to_proto
-from dfs.rpc import common_pb2, data_pb2, data_pb2_grpc, meta_pb2
+from dfs.rpc import common_pb2, data_pb2, data_pb2_grpc, meta_pb2, meta_pb2_grpc
 from dfs.serving import GrpcServer
 from tests.support.meta_cluster import MetaCluster
 from tests.support.ports import free_addrs
@@ -108,6 +109,35 @@ def ring_of_servers(
     return config_to_proto(config)
 
 
+@contextlib.asynccontextmanager
+async def local_data_servers(count: int, base_dir: Path) -> AsyncIterator[list[LocalDataServer]]:
+    """start_local_data_servers, stopped when the block ends."""
+    servers = await start_local_data_servers(count, base_dir)
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def stand_in_cluster_service(
+    servicer: meta_pb2_grpc.ClusterServicer,
+) -> AsyncIterator[LeaderChannels]:
+    """A Cluster service played by `servicer` on a loopback port, and leader channels
+    to it, closed when the block ends."""
+    server = GrpcServer("127.0.0.1:0", None)
+    server.add(lambda s: meta_pb2_grpc.add_ClusterServicer_to_server(servicer, s))
+    await server.start()
+    channels = LeaderChannels([f"127.0.0.1:{server.port}"], None,
+                              RetryPolicy(deadline_s=5, attempt_timeout_s=2))
+    try:
+        yield channels
+    finally:
+        await channels.close()
+        await server.stop(0)
+
+
 # -- a stand-in metadata service for unit tests ------------------------------------------
 
 
@@ -181,10 +211,12 @@ class DataCluster:
     addrs: dict[int, str]
     data_dirs: dict[int, Path]
     extra_args: list[str] = field(default_factory=list)
+    launcher: dict[int, list[str]] = field(default_factory=dict)  # as MetaCluster's
     servers: dict[int, ServerProcess] = field(default_factory=dict)
 
     def start(self, server_id: int, *more_args: str) -> ServerProcess:
-        argv = [*DFS, "data", "--id", str(server_id), "--listen", self.addrs[server_id],
+        argv = [*self.launcher.get(server_id, []), *DFS, "data", "--id", str(server_id),
+                "--listen", self.addrs[server_id],
                 "--meta", ",".join(self.meta.addr_list), "--data-dir",
                 str(self.data_dirs[server_id]), "--secret", str(self.meta.secret_file),
                 *self.extra_args, *more_args]
@@ -262,6 +294,25 @@ async def open_client(cluster: DataCluster) -> tuple[MetaClient, FileData]:
     meta = MetaClient(cluster.meta.addr_list, cluster.meta.secret, POLICY, client_name="test")
     await meta.open()
     return meta, FileData(meta, cluster.meta.secret, call_timeout_s=10.0)
+
+
+def run_with_client(cluster: DataCluster,
+                    body: Callable[[MetaClient, FileData], Awaitable[None]]) -> None:
+    """Run body with an open client, then close it and stop every process of the test
+    together."""
+    async def main() -> None:
+        client, files = await open_client(cluster)
+        try:
+            await body(client, files)
+        finally:
+            with contextlib.suppress(Exception):
+                await files.close()
+            await client.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        stop_all_at_once(cluster.meta.procs)
 
 
 async def write_file(meta: MetaClient, files: FileData, name: str, seed: int,

@@ -7,17 +7,22 @@ the under-replicated count is reported, and a copy held by a server that is no h
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from dfs.client.retry import LeaderChannels, RetryPolicy
+from dfs.client.retry import LeaderChannels
 from dfs.data.antientropy import AntiEntropy
 from dfs.placement.members import MemberState
 from dfs.placement.ring import Ring
 from dfs.placement.wire import config_from_proto
 from dfs.rpc import meta_pb2, meta_pb2_grpc
-from dfs.serving import GrpcServer
-from tests.support.data_cluster import LocalDataServer, ring_of_servers, start_local_data_servers
+from tests.support.data_cluster import (
+    LocalDataServer,
+    local_data_servers,
+    ring_of_servers,
+    stand_in_cluster_service,
+)
 
 
 class FakeRefs(meta_pb2_grpc.ClusterServicer):
@@ -37,15 +42,9 @@ class FakeRefs(meta_pb2_grpc.ClusterServicer):
                                            next_chunk_id=self.next_chunk_id)
 
 
-async def start_refs(live: list[int], allocated: list[tuple[int, int]] | None = None,
-                     next_chunk_id: int = 2**63) -> tuple[GrpcServer, LeaderChannels]:
-    refs = FakeRefs(live, allocated or [], next_chunk_id)
-    server = GrpcServer("127.0.0.1:0", None)
-    server.add(lambda s: meta_pb2_grpc.add_ClusterServicer_to_server(refs, s))
-    await server.start()
-    channels = LeaderChannels([f"127.0.0.1:{server.port}"], None,
-                              RetryPolicy(deadline_s=5, attempt_timeout_s=2))
-    return server, channels
+def refs_service(live: list[int], allocated: list[tuple[int, int]] | None = None,
+                 next_chunk_id: int = 2**63) -> AbstractAsyncContextManager[LeaderChannels]:
+    return stand_in_cluster_service(FakeRefs(live, allocated or [], next_chunk_id))
 
 
 def agents(servers: list[LocalDataServer], channels: LeaderChannels,
@@ -61,9 +60,8 @@ def agents(servers: list[LocalDataServer], channels: LeaderChannels,
 
 def test_live_chunks_reach_every_live_home_from_one_holder(tmp_path: Path) -> None:
     async def body() -> None:
-        servers = await start_local_data_servers(3, tmp_path)  # R = 3: all are homes
-        meta, channels = await start_refs(live=[1, 3, 4])
-        try:
+        async with (local_data_servers(3, tmp_path) as servers,  # R = 3: all are homes
+                    refs_service(live=[1, 3, 4]) as channels):
             a, b, c = servers
             a.store.put(1, b"only on a")
             a.store.put(2, b"an orphan")
@@ -80,30 +78,19 @@ def test_live_chunks_reach_every_live_home_from_one_holder(tmp_path: Path) -> No
             assert not b.store.has(2) and not c.store.has(2)
             assert [await agent.run_pass() for agent in (ae_a, ae_b, ae_c)] == [0, 0, 0]
             assert ae_a.under_replicated == 0
-        finally:
-            await channels.close()
-            await meta.stop(0)
-            for server in servers:
-                await server.stop()
 
     asyncio.run(body())
 
 
 def test_a_down_home_is_skipped_and_counted_under_replicated(tmp_path: Path) -> None:
     async def body() -> None:
-        servers = await start_local_data_servers(3, tmp_path)
-        meta, channels = await start_refs(live=[7])
-        try:
+        async with (local_data_servers(3, tmp_path) as servers,
+                    refs_service(live=[7]) as channels):
             servers[0].store.put(7, b"x")
             first, _, _ = agents(servers, channels, states={3: MemberState.DOWN})
             assert await first.run_pass() == 1  # to server 2 only
             assert servers[1].store.has(7) and not servers[2].store.has(7)
             assert first.under_replicated == 1
-        finally:
-            await channels.close()
-            await meta.stop(0)
-            for server in servers:
-                await server.stop()
 
     asyncio.run(body())
 
@@ -119,9 +106,8 @@ def homes_and_stranger(servers: list[LocalDataServer], chunk_id: int,
 
 def test_a_copy_no_home_owns_is_pushed_home_then_dropped(tmp_path: Path) -> None:
     async def body() -> None:
-        servers = await start_local_data_servers(4, tmp_path)  # R = 3 of 4
-        meta, channels = await start_refs(live=[5])
-        try:
+        async with (local_data_servers(4, tmp_path) as servers,  # R = 3 of 4
+                    refs_service(live=[5]) as channels):
             homes, stranger = homes_and_stranger(servers, 5)
             stranger.store.put(5, b"written before the ring changed")
             homes[0].store.put(5, b"written before the ring changed")
@@ -139,20 +125,14 @@ def test_a_copy_no_home_owns_is_pushed_home_then_dropped(tmp_path: Path) -> None
             assert by_id[stranger.addr].last.misplaced == 0
             assert by_id[stranger.addr].last.live_held == 0
             assert stranger.store.has(6)  # unreferenced here: the sweep's, not ours
-        finally:
-            await channels.close()
-            await meta.stop(0)
-            for server in servers:
-                await server.stop()
 
     asyncio.run(body())
 
 
 def test_no_copy_is_dropped_while_a_home_is_down(tmp_path: Path) -> None:
     async def body() -> None:
-        servers = await start_local_data_servers(4, tmp_path)
-        meta, channels = await start_refs(live=[5])
-        try:
+        async with (local_data_servers(4, tmp_path) as servers,
+                    refs_service(live=[5]) as channels):
             homes, stranger = homes_and_stranger(servers, 5)
             for server in servers:
                 server.store.put(5, b"x" * 1000)
@@ -161,21 +141,15 @@ def test_no_copy_is_dropped_while_a_home_is_down(tmp_path: Path) -> None:
             await by_id[stranger.addr].run_pass()
             assert stranger.store.has(5)
             assert by_id[stranger.addr].last.misplaced == 1
-        finally:
-            await channels.close()
-            await meta.stop(0)
-            for server in servers:
-                await server.stop()
 
     asyncio.run(body())
 
 
 def test_a_draining_server_hands_everything_to_the_homes(tmp_path: Path) -> None:
     async def body() -> None:
-        servers = await start_local_data_servers(4, tmp_path)
         chunk_ids = list(range(100, 140))
-        meta, channels = await start_refs(live=chunk_ids)
-        try:
+        async with (local_data_servers(4, tmp_path) as servers,
+                    refs_service(live=chunk_ids) as channels):
             draining = servers[0]
             for chunk_id in chunk_ids:
                 draining.store.put(chunk_id, chunk_id.to_bytes(8, "little") * 100)
@@ -186,10 +160,5 @@ def test_a_draining_server_hands_everything_to_the_homes(tmp_path: Path) -> None
             for server in servers[1:]:  # three servers left for R = 3: each holds all
                 for chunk_id in chunk_ids:
                     assert server.store.read(chunk_id) == chunk_id.to_bytes(8, "little") * 100
-        finally:
-            await channels.close()
-            await meta.stop(0)
-            for server in servers:
-                await server.stop()
 
     asyncio.run(body())

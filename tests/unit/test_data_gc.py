@@ -9,15 +9,15 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from dfs.client.retry import LeaderChannels, RetryPolicy
+from dfs.client.retry import LeaderChannels
 from dfs.data.gc import GarbageCollector
 from dfs.placement.wire import config_from_proto
 from dfs.rpc import common_pb2, meta_pb2, meta_pb2_grpc
-from dfs.serving import GrpcServer
 from tests.support.data_cluster import (
     LocalDataServer,
+    local_data_servers,
     ring_of_servers,
-    start_local_data_servers,
+    stand_in_cluster_service,
 )
 
 
@@ -50,14 +50,9 @@ def collectors(servers: list[LocalDataServer], channels: LeaderChannels
 
 def test_released_chunks_are_deleted_everywhere_before_the_ack(tmp_path: Path) -> None:
     async def body() -> None:
-        servers = await start_local_data_servers(3, tmp_path)
         cluster = FakeCluster([1, 2])
-        meta = GrpcServer("127.0.0.1:0", None)
-        meta.add(lambda s: meta_pb2_grpc.add_ClusterServicer_to_server(cluster, s))
-        await meta.start()
-        channels = LeaderChannels([f"127.0.0.1:{meta.port}"], None,
-                                  RetryPolicy(deadline_s=5, attempt_timeout_s=2))
-        try:
+        async with (local_data_servers(3, tmp_path) as servers,
+                    stand_in_cluster_service(cluster) as channels):
             for server in servers:
                 for chunk_id in (1, 2, 3):
                     server.store.put(chunk_id, b"chunk %d" % chunk_id)
@@ -72,34 +67,19 @@ def test_released_chunks_are_deleted_everywhere_before_the_ack(tmp_path: Path) -
                 assert not server.store.has(1) and not server.store.has(2)
                 assert server.store.read(3) == b"chunk 3"  # never released
             assert cluster.queue == []
-        finally:
-            await channels.close()
-            await meta.stop(0)
-            for server in servers:
-                await server.stop()
 
     asyncio.run(body())
 
 
 def test_an_unreachable_member_keeps_the_id_queued(tmp_path: Path) -> None:
     async def body() -> None:
-        servers = await start_local_data_servers(2, tmp_path)
         cluster = FakeCluster([7])
-        meta = GrpcServer("127.0.0.1:0", None)
-        meta.add(lambda s: meta_pb2_grpc.add_ClusterServicer_to_server(cluster, s))
-        await meta.start()
-        channels = LeaderChannels([f"127.0.0.1:{meta.port}"], None,
-                                  RetryPolicy(deadline_s=5, attempt_timeout_s=2))
-        try:
+        async with (local_data_servers(2, tmp_path) as servers,
+                    stand_in_cluster_service(cluster) as channels):
             servers[0].store.put(7, b"released")
             first, _ = collectors(servers, channels)
             await servers[1].stop()  # may hold a copy; cannot say
             assert await first.collect_once() == 0
             assert not servers[0].store.has(7) and cluster.queue == [7]
-        finally:
-            await channels.close()
-            await meta.stop(0)
-            for server in servers:
-                await server.stop()
 
     asyncio.run(body())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dfs.data.store import ChunkStore
 from dfs.data.sweep import OrphanSweep
-from tests.unit.test_data_antientropy import start_refs
+from tests.unit.test_data_antientropy import refs_service
 
 
 def test_only_old_unreferenced_chunks_below_the_horizon_go(tmp_path: Path) -> None:
@@ -18,15 +18,11 @@ def test_only_old_unreferenced_chunks_below_the_horizon_go(tmp_path: Path) -> No
         for chunk_id in range(1, 10):
             store.put(chunk_id, bytes([chunk_id]) * 100)
         # A live session holds 3..4 (an old range) and 7; 9 is not allocated yet.
-        meta, channels = await start_refs(live=[2, 5], allocated=[(3, 2), (7, 1)],
-                                          next_chunk_id=9)
-        try:
+        async with refs_service(live=[2, 5], allocated=[(3, 2), (7, 1)],
+                                next_chunk_id=9) as channels:
             assert await OrphanSweep(channels, store, grace_s=3600).sweep_once() == 0
             assert await OrphanSweep(channels, store, grace_s=0).sweep_once() == 3
             # 1, 6 and 8 were garbage; 2 and 5 are live; 3, 4, 7 and 9 may be committed.
             assert store.chunk_ids() == [2, 3, 4, 5, 7, 9]
-        finally:
-            await channels.close()
-            await meta.stop(0)
 
     asyncio.run(body())
