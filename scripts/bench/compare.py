@@ -4,7 +4,8 @@
 Rounds are interleaved (every target once per round, the order rotating), so a
 slow minute of the machine hits all targets alike. Prints medians, spreads, ratios
 to the passthrough and the local directory, and the per-operation floor of durable
-sequential operations; --json for machines; a PNG of the ratios with matplotlib.
+sequential operations, and dfs against issue 20's targets; --json for machines; a PNG
+of the ratios with matplotlib; py-spy profiles of dfs per workload with --profile.
 """
 
 from __future__ import annotations
