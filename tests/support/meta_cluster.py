@@ -24,6 +24,9 @@ class MetaCluster:
     secret_file: Path
     addrs: dict[int, str]
     extra_args: list[str] = field(default_factory=list)
+    # Per replica: a command that runs it elsewhere (the fault suite's `ip netns exec`).
+    launcher: dict[int, list[str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment of every replica
     replicas: dict[int, ServerProcess] = field(default_factory=dict)
 
     @property
@@ -38,11 +41,12 @@ class MetaCluster:
         return ",".join(f"{i}={a}" for i, a in sorted(self.addrs.items()))
 
     def start(self, node_id: int) -> ServerProcess:
-        argv = [*DFS, "meta", "--id", str(node_id), "--listen", self.addrs[node_id],
+        argv = [*self.launcher.get(node_id, []), *DFS, "meta", "--id", str(node_id),
+                "--listen", self.addrs[node_id],
                 "--peers", self.peers_flag(), "--data-dir",
                 str(self.procs.base_dir / f"meta{node_id}"), "--secret", str(self.secret_file),
                 *self.extra_args]
-        proc = self.procs.start(f"meta{node_id}", argv, addr=self.addrs[node_id],
+        proc = self.procs.start(f"meta{node_id}", argv, addr=self.addrs[node_id], env=self.env,
                                 data_dir=self.procs.base_dir / f"meta{node_id}")
         self.replicas[node_id] = proc
         return proc

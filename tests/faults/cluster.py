@@ -1,0 +1,109 @@
+"""The fault suite's cluster: 3 `dfs meta` and 4 `dfs data` processes, each in its own
+network namespace on the suite's bridge, bound to its namespace address only; a
+`dfs mount` in the root namespace reaches them over the bridge."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dfs.auth import init_cluster_dir, sync_channel
+from dfs.paxos.planted import PLANTED_BUG_ENV
+from dfs.rpc import admin_pb2, admin_pb2_grpc
+from tests.faults.netns import Network
+from tests.posix.mounts import ExtraMount
+from tests.support.data_cluster import DataCluster
+from tests.support.meta_cluster import MetaCluster
+from tests.support.procs import ProcessSet
+
+META_PORT, DATA_PORT = 7100, 7200
+SESSION_TIMEOUT_MS = 5000
+REPLICAS, MIN_REPLICAS = 3, 2  # acknowledged data survives min_replicas - 1 = 1 lost server
+
+
+@dataclass
+class NsCluster:
+    network: Network
+    meta: MetaCluster
+    data: DataCluster
+    cluster_file: Path
+    base: Path
+    mount: ExtraMount | None = None
+
+    @property
+    def mnt(self) -> Path:
+        assert self.mount is not None
+        return self.mount.path
+
+    def start_mount(self, name: str = "mnt") -> ExtraMount:
+        mount = ExtraMount(self.cluster_file, self.base / name, "")
+        self.network.ledger.add("mounts", str(mount.path))
+        mount.start()
+        self.network.ledger.add("pids", mount.pid)
+        return mount
+
+    def restart_meta(self, node_id: int) -> None:
+        proc = self.meta.start(node_id)
+        self.network.ledger.add("pids", proc.pid)
+
+    def restart_data(self, server_id: int) -> None:
+        proc = self.data.start(server_id)
+        self.network.ledger.add("pids", proc.pid)
+
+    def stop(self) -> None:
+        if self.mount is not None:
+            self.mount.stop()
+        for proc in self.meta.procs.procs:
+            proc.signal(15)
+        self.meta.procs.cleanup()
+
+
+def start_cluster(network: Network, base: Path, planted: str = "") -> NsCluster:
+    """Namespaces, servers, replication R=3 / min 2, and the mount."""
+    base.mkdir(parents=True, exist_ok=True)
+    procs = ProcessSet(base_dir=base)
+    secret_file, _ = init_cluster_dir(base / "secret")
+    meta_addrs = {i: f"{network.add_host(f'meta{i}')}:{META_PORT}" for i in (1, 2, 3)}
+    data_addrs = {i: f"{network.add_host(f'data{i}')}:{DATA_PORT}" for i in (1, 2, 3, 4)}
+    meta = MetaCluster(
+        procs, secret_file, meta_addrs,
+        extra_args=["--session-timeout-ms", str(SESSION_TIMEOUT_MS)],
+        launcher={i: network.exec_prefix(f"meta{i}") for i in meta_addrs},
+        env={PLANTED_BUG_ENV: planted} if planted else {},
+    )
+    data = DataCluster(meta, data_addrs, {i: base / f"data{i}" for i in data_addrs},
+                       launcher={i: network.exec_prefix(f"data{i}") for i in data_addrs})
+    cluster_file = base / "cluster.json"
+    cluster_file.write_text(json.dumps(
+        {"meta": [{"addr": a} for a in meta.addr_list], "secret": str(secret_file)}))
+    cluster = NsCluster(network, meta, data, cluster_file, base)
+    for node_id in meta_addrs:
+        cluster.restart_meta(node_id)
+    for server_id in data_addrs:  # they register once the metadata group serves
+        cluster.restart_data(server_id)
+    for proc in meta.replicas.values():
+        proc.wait_healthy(timeout_s=60)
+    set_replication(meta, REPLICAS, MIN_REPLICAS)
+    for proc in data.servers.values():
+        proc.wait_healthy(timeout_s=60)
+    cluster.mount = cluster.start_mount()
+    return cluster
+
+
+def set_replication(meta: MetaCluster, replicas: int, min_replicas: int) -> None:
+    deadline = time.monotonic() + 60
+    request = admin_pb2.ReplicationRequest(replicas=replicas, min_replicas=min_replicas)
+    while time.monotonic() < deadline:
+        leader = meta.leader(timeout_s=30)
+        with sync_channel(meta.addrs[leader], meta.secret) as channel:
+            try:
+                reply = admin_pb2_grpc.AdminStub(channel).RingSetReplication(request, timeout=5)
+            except Exception:
+                time.sleep(0.2)
+                continue
+        if reply.ok:
+            return
+        raise RuntimeError(f"cannot set replication: {reply.message}")
+    raise TimeoutError("no leader accepted the replication setting")
