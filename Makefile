@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv op
                    iproute2 iptables nftables
 PYTEST_ARGS ?=
 
-.PHONY: deps system-deps venv test test-long lint check-proto proto up down clean
+.PHONY: deps system-deps venv test test-long lint check-proto proto up down clean faults-cleanup
 
 deps: system-deps venv
 
@@ -50,6 +50,11 @@ test: deps check-proto lint
 # no long variant exists yet, which is not a failure.
 test-long: deps
 	$(VPY) -m pytest -m long $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# Remove what a killed fault run left behind (namespaces, links, mounts, processes),
+# found by the names its ledger recorded.
+faults-cleanup: deps
+	$(VPY) scripts/faults.py --cleanup
 
 up: deps
 	$(VENV)/bin/dfs up --dir .dfs
