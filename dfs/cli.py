@@ -146,6 +146,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
                    help="take a snapshot every this many chosen slots (the WAL before it goes)")
     p.add_argument("--wal-segment-bytes", type=int, default=64 * 1024 * 1024,
                    help="size at which the WAL starts a new segment file")
+    p.add_argument("--snapshot-send-rate", type=int, default=0, metavar="BYTES_PER_S",
+                   help="cap on a snapshot transfer to a lagging replica (0: none)")
     add_server_common(p)
     p.set_defaults(run=cmd_meta)
 

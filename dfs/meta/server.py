@@ -86,6 +86,7 @@ class MetaSettings:
     session_timeout_ms: int
     snapshot_every: int = 10_000
     wal_segment_bytes: int = 64 * 1024 * 1024
+    snapshot_send_rate: int = 0  # bytes/s of a snapshot transfer; 0: no cap
 
 
 def settings_from_args(args: argparse.Namespace) -> MetaSettings:
@@ -108,6 +109,9 @@ def settings_from_args(args: argparse.Namespace) -> MetaSettings:
         raise UsageError(f"--peers does not include this replica's id {args.id}")
     if args.snapshot_every <= 0 or args.wal_segment_bytes < 4096:
         raise UsageError("--snapshot-every must be > 0 and --wal-segment-bytes >= 4096")
+    send_rate = getattr(args, "snapshot_send_rate", 0) or 0
+    if send_rate < 0:
+        raise UsageError("--snapshot-send-rate must be >= 0")
     return MetaSettings(
         args.id,
         args.listen,
@@ -117,6 +121,7 @@ def settings_from_args(args: argparse.Namespace) -> MetaSettings:
         args.session_timeout_ms,
         args.snapshot_every,
         args.wal_segment_bytes,
+        send_rate,
     )
 
 
@@ -201,7 +206,9 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
         settings.secret,
         bootstrap,
         NodeOptions(
-            snapshot_every=settings.snapshot_every, wal_segment_bytes=settings.wal_segment_bytes
+            snapshot_every=settings.snapshot_every,
+            wal_segment_bytes=settings.wal_segment_bytes,
+            snapshot_send_bytes_per_s=settings.snapshot_send_rate,
         ),
     )
     node.cluster_id = cluster_id

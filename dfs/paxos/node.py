@@ -35,6 +35,14 @@ from dfs.paxos.core import Options, PaxosCore, Ready, Role, Status
 from dfs.paxos.machine import ApplyContext
 from dfs.paxos.messages import LogEntry, Outgoing, Prepare, Promise
 from dfs.paxos.records import Record, SnapshotRecord, decode_record, encode_record, recover
+from dfs.paxos.snapshot_stream import (
+    PartFile,
+    Piece,
+    PieceReader,
+    PieceRejected,
+    SnapshotIdentity,
+    identify,
+)
 from dfs.paxos.transport import PaxosService, PeerTransport
 from dfs.paxos.wal import Wal
 from dfs.paxos.wire import (
@@ -54,6 +62,9 @@ ENVELOPE = struct.Struct(">IQ")  # origin replica id, proposal id
 BOOTSTRAP_FILE = "bootstrap.conf"
 WAL_DIR = "wal"
 SNAPSHOT_DIR = "snapshots"
+MIN_SNAPSHOT_PIECE = 4096
+SNAPSHOT_TIMEOUT_S = 120.0  # a transfer's deadline: this, plus its bytes at the send rate
+SNAPSHOT_RATE_FLOOR = 1 << 20  # bytes/s assumed for that deadline when the rate is free
 
 
 class LogMachine(Protocol):
@@ -96,6 +107,8 @@ class NodeOptions:
     snapshot_step_inodes: int = 2_000  # encoded per step, between commands
     wal_segment_bytes: int = 64 * 1024 * 1024
     snapshot_piece_bytes: int = 1 << 20  # per message of a snapshot transfer
+    # Caps a snapshot transfer's bandwidth (0: no cap), leaving room for the log.
+    snapshot_send_bytes_per_s: int = 0
     prepare_timeout_s: float = 0.5
     core: Options = field(
         default_factory=lambda: Options(
@@ -153,11 +166,13 @@ class PaxosNode:
             self._on_prepare,
             self._on_install_snapshot,
             self._on_join,
+            self._on_offer_snapshot,
         )
         self.cluster_id = ""  # set by the server; a joiner must name the same cluster
         self.snapshot_slot = 0
         self._snapshotting = False
         self._sending_snapshot: set[int] = set()
+        self._installing = asyncio.Lock()  # one incoming snapshot transfer at a time
         self.applied_upto = 0
         self.commands_applied = 0
         self._rng = random.Random()
@@ -492,69 +507,164 @@ class PaxosNode:
         await self.wal.wait_durable(self._wal_base + self.core.record_index)
         self.wal.drop_before(self._wal_base + first)
 
+    def _snapshot_piece_bytes(self) -> int:
+        """Pieces of a tenth of a second when the send rate is capped, so the pace is
+        even; the configured size otherwise."""
+        piece = self.options.snapshot_piece_bytes
+        rate = self.options.snapshot_send_bytes_per_s
+        return min(piece, max(MIN_SNAPSHOT_PIECE, rate // 10)) if rate else piece
+
     async def _send_snapshot(self, peer: int) -> None:
-        """Stream our newest snapshot file to a replica the log can no longer catch up."""
+        """Stream our newest snapshot file to a replica the log can no longer catch up,
+        from what it holds of that snapshot already, one piece in memory at a time."""
+        reader: PieceReader | None = None
         try:
             path = await asyncio.to_thread(_newest_snapshot_path, self.data_dir / SNAPSHOT_DIR)
             link = self.transport.links.get(peer)
             if path is None or link is None:
                 return
-            data = await asyncio.to_thread(path.read_bytes)
-            piece = self.options.snapshot_piece_bytes
-            ballot = self.core.status(time.monotonic()).ballot
-            chunks = [
-                paxos_pb2.SnapshotChunk(
-                    offset=offset,
-                    data=data[offset : offset + piece],
-                    total_size=len(data),
-                    last=offset + piece >= len(data),
-                    ballot=paxos_pb2.Ballot(round=ballot.round, node=ballot.node),
+            piece_bytes = self._snapshot_piece_bytes()
+            identity = await asyncio.to_thread(
+                identify, path, snapshot_files.slot_of(path), piece_bytes
+            )
+            stub = paxos_pb2_grpc.PaxosStub(link.channel)
+            held = await stub.OfferSnapshot(
+                paxos_pb2.SnapshotOffer(
+                    slot=identity.slot, total_size=identity.size, checksum=identity.checksum
+                ),
+                timeout=30,
+            )
+            if not held.needed:
+                return
+            reader = await asyncio.to_thread(PieceReader, path, piece_bytes)
+            start = held.held if held.held <= identity.size else 0
+            if start and await asyncio.to_thread(reader.skip_to, start) != held.running_checksum:
+                start = await asyncio.to_thread(reader.skip_to, 0)  # its part is not ours
+            if start:
+                log.info(
+                    "resuming snapshot %s to replica %d at byte %d of %d",
+                    path.name, peer, start, identity.size,
                 )
-                for offset in range(0, max(len(data), 1), piece)
-            ]
-            reply = await paxos_pb2_grpc.PaxosStub(link.channel).InstallSnapshot(
-                iter(chunks), timeout=120
+            rate = self.options.snapshot_send_bytes_per_s or SNAPSHOT_RATE_FLOOR
+            reply = await stub.InstallSnapshot(
+                self._snapshot_pieces(reader, identity),
+                timeout=SNAPSHOT_TIMEOUT_S + (identity.size - start) / rate,
             )
             log.info(
-                "sent snapshot %s (%d bytes) to replica %d: %s",
+                "sent snapshot %s (%d bytes from byte %d) to replica %d: %s",
                 path.name,
-                len(data),
+                identity.size - start,
+                start,
                 peer,
                 "installed" if reply.ok else reply.error,
             )
         except Exception as err:  # the core asks again while the peer still lags
             log.warning("snapshot transfer to replica %d failed: %s", peer, err)
         finally:
+            if reader is not None:
+                reader.close()
             self._sending_snapshot.discard(peer)
+
+    async def _snapshot_pieces(
+        self, reader: PieceReader, identity: SnapshotIdentity
+    ) -> AsyncIterator[paxos_pb2.SnapshotChunk]:
+        rate = self.options.snapshot_send_bytes_per_s
+        ballot = self.core.status(time.monotonic()).ballot
+        started, sent = time.monotonic(), 0
+        while (piece := await asyncio.to_thread(reader.next_piece)) is not None:
+            yield paxos_pb2.SnapshotChunk(
+                slot=identity.slot,
+                offset=piece.offset,
+                data=piece.data,
+                total_size=identity.size,
+                checksum=identity.checksum,
+                running_checksum=piece.running_checksum,
+                last=piece.offset + len(piece.data) >= identity.size,
+                ballot=paxos_pb2.Ballot(round=ballot.round, node=ballot.node),
+            )
+            sent += len(piece.data)
+            if rate:
+                await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
+
+    async def _on_offer_snapshot(self, offer: paxos_pb2.SnapshotOffer) -> paxos_pb2.SnapshotHeld:
+        # While a transfer runs its part file is in use: the sender is asked again later.
+        if offer.slot <= self.applied_upto or self._installing.locked():
+            return paxos_pb2.SnapshotHeld(needed=False)
+        identity = SnapshotIdentity(offer.slot, offer.total_size, offer.checksum)
+        part = PartFile(
+            self.data_dir / SNAPSHOT_DIR, identity, self.options.snapshot_piece_bytes
+        )
+        try:
+            running = await asyncio.to_thread(part.open)
+        finally:
+            part.close()
+        return paxos_pb2.SnapshotHeld(needed=True, held=part.held, running_checksum=running)
 
     async def _on_install_snapshot(
         self, pieces: AsyncIterator[paxos_pb2.SnapshotChunk]
     ) -> paxos_pb2.InstallSnapshotReply:
-        directory = self.data_dir / SNAPSHOT_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        received = bytearray()
-        async for piece in pieces:
-            if piece.offset != len(received):
-                return paxos_pb2.InstallSnapshotReply(
-                    ok=False, received=len(received), error="pieces out of order"
-                )
-            received += piece.data
+        if self._installing.locked():
+            return paxos_pb2.InstallSnapshotReply(
+                ok=False, error="another snapshot transfer is in progress"
+            )
+        async with self._installing:
+            part: PartFile | None = None
+            try:
+                part = await self._receive_pieces(pieces)
+                if part.identity.slot <= self.applied_upto:
+                    return paxos_pb2.InstallSnapshotReply(ok=True, received=part.held)
+                path = await asyncio.to_thread(part.finish)
+            except PieceRejected as err:
+                held = part.held if part is not None else 0
+                return paxos_pb2.InstallSnapshotReply(ok=False, received=held, error=str(err))
+            finally:
+                if part is not None:
+                    part.close()
+            return await self._install_received(path)
+
+    async def _receive_pieces(self, pieces: AsyncIterator[paxos_pb2.SnapshotChunk]) -> PartFile:
+        """Append the stream's pieces to the part file of its snapshot (each one
+        fsynced, so a broken stream resumes from it); returns it once whole."""
+        part: PartFile | None = None
         try:
-            snap = snapshot_files.decode(bytes(received), "received snapshot")
+            async for chunk in pieces:
+                identity = SnapshotIdentity(chunk.slot, chunk.total_size, chunk.checksum)
+                if part is None:
+                    part = PartFile(
+                        self.data_dir / SNAPSHOT_DIR, identity, self.options.snapshot_piece_bytes
+                    )
+                    await asyncio.to_thread(part.open)
+                elif identity != part.identity:
+                    raise PieceRejected("pieces of two snapshots in one stream")
+                await asyncio.to_thread(
+                    part.write, Piece(chunk.offset, chunk.data, chunk.running_checksum)
+                )
+                if part.complete:
+                    return part
+        except BaseException:
+            if part is not None:
+                part.close()
+            raise
+        if part is not None:
+            part.close()
+        raise PieceRejected("the stream ended before the snapshot did")
+
+    async def _install_received(self, path: Path) -> paxos_pb2.InstallSnapshotReply:
+        data = await asyncio.to_thread(path.read_bytes)
+        try:
+            snap = snapshot_files.decode(data, str(path))
         except snapshot_files.SnapshotCorruption as err:
-            return paxos_pb2.InstallSnapshotReply(ok=False, received=len(received), error=str(err))
+            path.unlink(missing_ok=True)
+            return paxos_pb2.InstallSnapshotReply(ok=False, received=len(data), error=str(err))
         if snap.slot <= self.applied_upto:
-            return paxos_pb2.InstallSnapshotReply(ok=True, received=len(received))
-        await asyncio.to_thread(
-            snapshot_files.write, directory, snap.slot, snap.config, snap.payload
-        )
+            return paxos_pb2.InstallSnapshotReply(ok=True, received=len(data))
         self.machine.restore(snap.payload)
         self.core.install_snapshot(snap.slot, snap.config, time.monotonic())
         self.applied_upto = self.snapshot_slot = snap.slot
         self._kick()
         await self._trim_wal()
-        log.info("installed a snapshot at slot %d (%d bytes)", snap.slot, len(received))
-        return paxos_pb2.InstallSnapshotReply(ok=True, received=len(received))
+        log.info("installed a snapshot at slot %d (%d bytes)", snap.slot, len(data))
+        return paxos_pb2.InstallSnapshotReply(ok=True, received=len(data))
 
     # ---------------------------------------------------------------- membership
 

@@ -44,6 +44,11 @@ def file_name(slot: int) -> str:
     return f"{slot:020d}{SUFFIX}"
 
 
+def slot_of(path: Path) -> int:
+    """The slot a snapshot file covers, from its name."""
+    return int(path.name.removesuffix(SUFFIX))
+
+
 def encode(slot: int, config: Config, payload: bytes) -> bytes:
     config_bytes = encode_config(config)
     return (
@@ -83,7 +88,14 @@ def write(directory: Path, slot: int, config: Config, payload: bytes) -> Path:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.rename(tmp, path)
+    return adopt(directory, tmp, slot)
+
+
+def adopt(directory: Path, whole_file: Path, slot: int) -> Path:
+    """Make a complete, fsynced file the snapshot of `slot` (rename, fsync dir) and
+    drop all but the newest KEEP."""
+    path = directory / file_name(slot)
+    os.rename(whole_file, path)
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)

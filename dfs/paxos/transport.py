@@ -35,6 +35,7 @@ SnapshotHandler = Callable[
     [AsyncIterator[paxos_pb2.SnapshotChunk]], Awaitable[paxos_pb2.InstallSnapshotReply]
 ]
 PrepareHandler = Callable[[paxos_pb2.PrepareRequest], Awaitable[paxos_pb2.PrepareReply]]
+OfferHandler = Callable[[paxos_pb2.SnapshotOffer], Awaitable[paxos_pb2.SnapshotHeld]]
 
 
 class PeerLink:
@@ -158,11 +159,13 @@ class PaxosService(paxos_pb2_grpc.PaxosServicer):
         on_prepare: PrepareHandler,
         on_snapshot: SnapshotHandler | None = None,
         on_join: JoinHandler | None = None,
+        on_offer: OfferHandler | None = None,
     ) -> None:
         self._on_message = on_message
         self._on_prepare = on_prepare
         self._on_snapshot = on_snapshot
         self._on_join = on_join
+        self._on_offer = on_offer
 
     async def Stream(
         self, request_iterator: AsyncIterator[paxos_pb2.PeerMessage], context: Any
@@ -176,6 +179,14 @@ class PaxosService(paxos_pb2_grpc.PaxosServicer):
         self, request: paxos_pb2.PrepareRequest, context: Any
     ) -> paxos_pb2.PrepareReply:
         return await self._on_prepare(request)
+
+    async def OfferSnapshot(
+        self, request: paxos_pb2.SnapshotOffer, context: Any
+    ) -> paxos_pb2.SnapshotHeld:
+        if self._on_offer is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this replica takes no snapshots")
+            raise AssertionError("unreachable")
+        return await self._on_offer(request)
 
     async def InstallSnapshot(
         self, request_iterator: AsyncIterator[paxos_pb2.SnapshotChunk], context: Any

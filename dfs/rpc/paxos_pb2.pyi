@@ -519,6 +519,7 @@ class SnapshotChunk(_message.Message):
     CHECKSUM_FIELD_NUMBER: _builtins.int
     LAST_FIELD_NUMBER: _builtins.int
     BALLOT_FIELD_NUMBER: _builtins.int
+    RUNNING_CHECKSUM_FIELD_NUMBER: _builtins.int
     slot: _builtins.int
     """Last slot covered by the snapshot."""
     offset: _builtins.int
@@ -528,9 +529,13 @@ class SnapshotChunk(_message.Message):
     total_size: _builtins.int
     """Total snapshot size in bytes."""
     checksum: _builtins.int
-    """xxhash64 of the whole snapshot, set on the last piece."""
+    """xxhash64 of the whole snapshot file: with slot and total_size, the identity of
+    the snapshot (a resumed transfer must be of the same one).
+    """
     last: _builtins.bool
     """True on the last piece."""
+    running_checksum: _builtins.int
+    """xxhash64 of the file's bytes from the first up to the end of this piece."""
     @_builtins.property
     def config(self) -> Global___Config:
         """Configuration at that slot."""
@@ -550,14 +555,73 @@ class SnapshotChunk(_message.Message):
         checksum: _builtins.int = ...,
         last: _builtins.bool = ...,
         ballot: Global___Ballot | None = ...,
+        running_checksum: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ballot", b"ballot", "config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ballot", b"ballot", "checksum", b"checksum", "config", b"config", "data", b"data", "last", b"last", "offset", b"offset", "slot", b"slot", "total_size", b"total_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ballot", b"ballot", "checksum", b"checksum", "config", b"config", "data", b"data", "last", b"last", "offset", b"offset", "running_checksum", b"running_checksum", "slot", b"slot", "total_size", b"total_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SnapshotChunk: _TypeAlias = SnapshotChunk  # noqa: Y015
+
+@_typing.final
+class SnapshotOffer(_message.Message):
+    """The identity of a snapshot a leader is about to send."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SLOT_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    CHECKSUM_FIELD_NUMBER: _builtins.int
+    slot: _builtins.int
+    total_size: _builtins.int
+    checksum: _builtins.int
+    """xxhash64 of the whole snapshot file."""
+    def __init__(
+        self,
+        *,
+        slot: _builtins.int = ...,
+        total_size: _builtins.int = ...,
+        checksum: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum", b"checksum", "slot", b"slot", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotOffer: _TypeAlias = SnapshotOffer  # noqa: Y015
+
+@_typing.final
+class SnapshotHeld(_message.Message):
+    """What the receiver already holds of an offered snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEEDED_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    RUNNING_CHECKSUM_FIELD_NUMBER: _builtins.int
+    needed: _builtins.bool
+    """False when the receiver has applied past the snapshot's slot already."""
+    held: _builtins.int
+    """Bytes of this snapshot received (and kept) by earlier attempts."""
+    running_checksum: _builtins.int
+    """xxhash64 of those bytes; the sender resumes only if its file agrees."""
+    def __init__(
+        self,
+        *,
+        needed: _builtins.bool = ...,
+        held: _builtins.int = ...,
+        running_checksum: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held", b"held", "needed", b"needed", "running_checksum", b"running_checksum"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotHeld: _TypeAlias = SnapshotHeld  # noqa: Y015
 
 @_typing.final
 class InstallSnapshotReply(_message.Message):

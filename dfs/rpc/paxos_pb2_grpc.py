@@ -46,6 +46,11 @@ class PaxosStub:
                 request_serializer=dfs_dot_v1_dot_paxos__pb2.PeerMessage.SerializeToString,
                 response_deserializer=dfs_dot_v1_dot_paxos__pb2.PeerMessage.FromString,
                 _registered_method=True)
+        self.OfferSnapshot = channel.unary_unary(
+                '/dfs.v1.Paxos/OfferSnapshot',
+                request_serializer=dfs_dot_v1_dot_paxos__pb2.SnapshotOffer.SerializeToString,
+                response_deserializer=dfs_dot_v1_dot_paxos__pb2.SnapshotHeld.FromString,
+                _registered_method=True)
         self.InstallSnapshot = channel.stream_unary(
                 '/dfs.v1.Paxos/InstallSnapshot',
                 request_serializer=dfs_dot_v1_dot_paxos__pb2.SnapshotChunk.SerializeToString,
@@ -76,8 +81,16 @@ class PaxosServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OfferSnapshot(self, request, context):
+        """Before a snapshot is sent: how much of it the receiver holds already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def InstallSnapshot(self, request_iterator, context):
-        """Send a snapshot, in checksummed pieces, to a lagging or new replica.
+        """Send a snapshot, in checksummed pieces, to a lagging or new replica (from the
+        offset OfferSnapshot reported, when resuming).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +115,11 @@ def add_PaxosServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=dfs_dot_v1_dot_paxos__pb2.PeerMessage.FromString,
                     response_serializer=dfs_dot_v1_dot_paxos__pb2.PeerMessage.SerializeToString,
+            ),
+            'OfferSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.OfferSnapshot,
+                    request_deserializer=dfs_dot_v1_dot_paxos__pb2.SnapshotOffer.FromString,
+                    response_serializer=dfs_dot_v1_dot_paxos__pb2.SnapshotHeld.SerializeToString,
             ),
             'InstallSnapshot': grpc.stream_unary_rpc_method_handler(
                     servicer.InstallSnapshot,
@@ -169,6 +187,33 @@ class Paxos:
             '/dfs.v1.Paxos/Stream',
             dfs_dot_v1_dot_paxos__pb2.PeerMessage.SerializeToString,
             dfs_dot_v1_dot_paxos__pb2.PeerMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OfferSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.Paxos/OfferSnapshot',
+            dfs_dot_v1_dot_paxos__pb2.SnapshotOffer.SerializeToString,
+            dfs_dot_v1_dot_paxos__pb2.SnapshotHeld.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,8 +42,12 @@ class PaxosStub:
     """Phase 1: ask for a promise for a ballot."""
     Stream: _grpc.StreamStreamMultiCallable[_paxos_pb2.PeerMessage, _paxos_pb2.PeerMessage]
     """Phase 2 and heartbeats: one stream per peer pair, each side sending PeerMessages."""
+    OfferSnapshot: _grpc.UnaryUnaryMultiCallable[_paxos_pb2.SnapshotOffer, _paxos_pb2.SnapshotHeld]
+    """Before a snapshot is sent: how much of it the receiver holds already."""
     InstallSnapshot: _grpc.StreamUnaryMultiCallable[_paxos_pb2.SnapshotChunk, _paxos_pb2.InstallSnapshotReply]
-    """Send a snapshot, in checksummed pieces, to a lagging or new replica."""
+    """Send a snapshot, in checksummed pieces, to a lagging or new replica (from the
+    offset OfferSnapshot reported, when resuming).
+    """
     Join: _grpc.UnaryUnaryMultiCallable[_paxos_pb2.JoinRequest, _paxos_pb2.JoinReply]
     """A new replica asks the leader to add it as a learner."""
 
@@ -56,8 +60,12 @@ class PaxosAsyncStub(PaxosStub):
     """Phase 1: ask for a promise for a ballot."""
     Stream: _aio.StreamStreamMultiCallable[_paxos_pb2.PeerMessage, _paxos_pb2.PeerMessage]  # type: ignore[assignment]
     """Phase 2 and heartbeats: one stream per peer pair, each side sending PeerMessages."""
+    OfferSnapshot: _aio.UnaryUnaryMultiCallable[_paxos_pb2.SnapshotOffer, _paxos_pb2.SnapshotHeld]  # type: ignore[assignment]
+    """Before a snapshot is sent: how much of it the receiver holds already."""
     InstallSnapshot: _aio.StreamUnaryMultiCallable[_paxos_pb2.SnapshotChunk, _paxos_pb2.InstallSnapshotReply]  # type: ignore[assignment]
-    """Send a snapshot, in checksummed pieces, to a lagging or new replica."""
+    """Send a snapshot, in checksummed pieces, to a lagging or new replica (from the
+    offset OfferSnapshot reported, when resuming).
+    """
     Join: _aio.UnaryUnaryMultiCallable[_paxos_pb2.JoinRequest, _paxos_pb2.JoinReply]  # type: ignore[assignment]
     """A new replica asks the leader to add it as a learner."""
 
@@ -81,12 +89,22 @@ class PaxosServicer(metaclass=_abc_1.ABCMeta):
         """Phase 2 and heartbeats: one stream per peer pair, each side sending PeerMessages."""
 
     @_abc_1.abstractmethod
+    def OfferSnapshot(
+        self,
+        request: _paxos_pb2.SnapshotOffer,
+        context: _ServicerContext,
+    ) -> _typing.Union[_paxos_pb2.SnapshotHeld, _abc.Awaitable[_paxos_pb2.SnapshotHeld]]:
+        """Before a snapshot is sent: how much of it the receiver holds already."""
+
+    @_abc_1.abstractmethod
     def InstallSnapshot(
         self,
         request_iterator: _MaybeAsyncIterator[_paxos_pb2.SnapshotChunk],
         context: _ServicerContext,
     ) -> _typing.Union[_paxos_pb2.InstallSnapshotReply, _abc.Awaitable[_paxos_pb2.InstallSnapshotReply]]:
-        """Send a snapshot, in checksummed pieces, to a lagging or new replica."""
+        """Send a snapshot, in checksummed pieces, to a lagging or new replica (from the
+        offset OfferSnapshot reported, when resuming).
+        """
 
     @_abc_1.abstractmethod
     def Join(

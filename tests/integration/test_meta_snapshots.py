@@ -18,6 +18,8 @@ from tests.support.procs import ProcessSet
 POLICY = RetryPolicy(deadline_s=30, attempt_timeout_s=1.0)
 SNAPSHOT_EVERY = 200
 SEGMENT_BYTES = 16 * 1024
+SLOW_SEND_RATE = 20_000  # bytes/s: a transfer of the test's snapshot takes seconds
+MIN_PIECE = 4096  # the piece size at that rate (the node's floor)
 
 
 @pytest.fixture
@@ -107,6 +109,43 @@ def test_lagging_replica_catches_up_by_snapshot(cluster: MetaCluster) -> None:
     # The caught-up replica now carries the group with one other: kill the leader.
     assert_same_state(cluster)  # the installed snapshot + log equal never having lagged
     cluster.kill(cluster.leader())
+    assert asyncio.run(read_back(cluster, written)) == []
+
+
+@pytest.mark.timeout(180)
+def test_a_broken_snapshot_transfer_resumes(procs: ProcessSet, secret_file: Path) -> None:
+    """The receiver is killed midway through a (rate-capped) snapshot transfer; after
+    its restart the leader sends only the rest of the file."""
+    cluster = make_meta_cluster(procs, secret_file, extra_args=[
+        "--snapshot-every", str(SNAPSHOT_EVERY), "--wal-segment-bytes", str(SEGMENT_BYTES),
+        "--snapshot-send-rate", str(SLOW_SEND_RATE)])
+    cluster.start_all()
+    leader = cluster.leader()
+    lagging = next(i for i in cluster.replicas if i != leader)
+    cluster.kill(lagging)
+    written = asyncio.run(put_many(cluster, "c", 1500))
+    cluster.start(lagging)
+    parts_dir = procs.base_dir / f"meta{lagging}" / "snapshots"
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size >= 2 * MIN_PIECE for p in parts_dir.glob("*.part")):
+        assert time.monotonic() < deadline, "no snapshot transfer started"
+        time.sleep(0.02)
+    cluster.kill(lagging)  # midway: the pieces so far are fsynced in its part file
+    (part,) = parts_dir.glob("*.part")
+    held_at_kill = part.stat().st_size
+    cluster.start(lagging).wait_healthy(timeout_s=30)
+    status = cluster.status(leader)
+    assert status is not None
+    cluster.wait_applied([lagging], status.meta.applied, timeout_s=60)
+    # The restart may have moved leadership: whoever sent the rest says where it began.
+    senders_log = "".join(cluster.replicas[i].log_path.read_text()
+                          for i in cluster.replicas if i != lagging)
+    resumed = [int(line.split(" at byte ")[1].split()[0]) for line in senders_log.splitlines()
+               if "resuming snapshot" in line and f"to replica {lagging} " in line]
+    assert resumed and max(resumed) >= held_at_kill, senders_log[-3000:]
+    assert "installed a snapshot" in cluster.replicas[lagging].log_path.read_text()
+    assert not list(parts_dir.glob("*.part"))
+    assert_same_state(cluster)
     assert asyncio.run(read_back(cluster, written)) == []
 
 
