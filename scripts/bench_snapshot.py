@@ -7,8 +7,12 @@
    K slots vs. with no snapshots, measured in the same run.
 3. Three real replicas: the longest gap between acknowledged puts around a
    `dfs admin meta transfer-leader`, and the time until the target leads.
+4. Three real replicas that start from a snapshot of N keys (written into their
+   data dirs before they start, as a group that chose N puts long ago would hold):
+   commit latency while they snapshot that state every K slots vs. never, and the
+   time a 4th replica that joins takes to catch up (snapshot transfer + install).
 
-    python scripts/bench_snapshot.py [--keys 1000000] [--seconds 8]
+    python scripts/bench_snapshot.py [--keys 1000000] [--seconds 8] [--skip-small]
 
 Reports figures; asserts nothing about speed.
 """
@@ -27,11 +31,17 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchlib import Rate, rate_from_latencies, running_meta_cluster  # noqa: E402
 
+from dfs.auth import read_secret  # noqa: E402
 from dfs.client.kv import KvClient  # noqa: E402
 from dfs.client.retry import RetryPolicy  # noqa: E402
+from dfs.datadir import Identity, claim  # noqa: E402
 from dfs.meta.replicated import MetaStateMachine  # noqa: E402
 from dfs.paxos import kv  # noqa: E402
-from tests.support.meta_cluster import MetaCluster  # noqa: E402
+from dfs.paxos import snapshot as snapshot_files  # noqa: E402
+from dfs.paxos.config import Config  # noqa: E402
+from dfs.paxos.node import SNAPSHOT_DIR  # noqa: E402
+from tests.support.meta_cluster import DFS, MetaCluster  # noqa: E402
+from tests.support.ports import free_addrs  # noqa: E402
 
 POLICY = RetryPolicy(deadline_s=30, attempt_timeout_s=2.0)
 
@@ -40,10 +50,18 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def in_process(keys: int) -> dict[str, float]:
+SEED_SLOT = 1_000_000  # the slot the seeded snapshot claims to cover
+
+
+def filled_machine(keys: int) -> MetaStateMachine:
     machine = MetaStateMachine(10**12)
     for i in range(keys):
         machine.kv.execute(kv.Put(b"key-%09d" % i, b"value-%09d" % i))
+    return machine
+
+
+def in_process(keys: int) -> dict[str, float]:
+    machine = filled_machine(keys)
     start = time.perf_counter()
     machine.begin_snapshot()
     begin_s = time.perf_counter() - start
@@ -84,9 +102,61 @@ async def load(cluster: MetaCluster, seconds: float, gaps: list[float] | None = 
     return rate
 
 
-def with_cluster(snapshot_every: int, action):  # type: ignore[no-untyped-def]
-    with running_meta_cluster(["--snapshot-every", str(snapshot_every)]) as cluster:
+def with_cluster(snapshot_every: int, action, prepare=None):  # type: ignore[no-untyped-def]
+    with running_meta_cluster(["--snapshot-every", str(snapshot_every)],
+                              prepare=prepare) as cluster:
         return action(cluster)
+
+
+def seeding(payload: bytes):  # type: ignore[no-untyped-def]
+    """A `prepare` step: every replica's data dir starts with the same snapshot."""
+    def seed(cluster: MetaCluster) -> None:
+        cluster_id = read_secret(cluster.secret_file).cluster_id
+        config = Config.of(cluster.addrs)
+        for node_id in cluster.addrs:
+            data_dir = cluster.procs.base_dir / f"meta{node_id}"
+            claim(data_dir, Identity("meta", node_id, cluster_id))
+            snapshot_files.write(data_dir / SNAPSHOT_DIR, SEED_SLOT, config, payload)
+    return seed
+
+
+def snapshot_log_lines(cluster: MetaCluster) -> list[str]:
+    return [line for proc in cluster.replicas.values()
+            for line in proc.log_path.read_text().splitlines()
+            if "snapshot at slot" in line and "0 bytes" not in line]
+
+
+def load_while_snapshotting(cluster: MetaCluster, seconds: float) -> tuple[Rate, list[str]]:
+    rate = asyncio.run(load(cluster, seconds))
+    return rate, snapshot_log_lines(cluster)
+
+
+def join_catch_up(cluster: MetaCluster) -> dict[str, float]:
+    """A 4th replica joins through the leader; time until it has applied what the
+    leader had applied when it was started."""
+    leader = cluster.leader()
+    status = cluster.status(leader, timeout_s=10)
+    assert status is not None
+    target = status.meta.applied
+    (addr,) = free_addrs(1)
+    data_dir = cluster.procs.base_dir / "meta4"
+    started = time.perf_counter()
+    proc = cluster.procs.start("meta4", [
+        *DFS, "meta", "--id", "4", "--listen", addr, "--join", cluster.addrs[leader],
+        "--data-dir", str(data_dir), "--secret", str(cluster.secret_file)], addr=addr)
+    cluster.addrs[4], cluster.replicas[4] = addr, proc
+    while True:
+        assert proc.alive(), proc.log_tail()
+        joined = cluster.status(4, timeout_s=5) if proc.alive() else None
+        if joined is not None and joined.meta.applied >= target:
+            break
+        assert time.perf_counter() - started < 900, "the new replica never caught up"
+        time.sleep(0.1)
+    took = time.perf_counter() - started
+    installed = [line for line in proc.log_path.read_text().splitlines()
+                 if "installed a snapshot" in line]
+    size = sum(p.stat().st_size for p in (data_dir / SNAPSHOT_DIR).glob("*.snap"))
+    return {"catch_up_s": took, "snapshot_mb": size / 1e6, "installs": len(installed)}
 
 
 def transfer_pause(cluster: MetaCluster, seconds: float) -> dict[str, float]:
@@ -115,7 +185,43 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--snapshot-every", type=int, default=1000)
+    parser.add_argument("--big-snapshot-every", type=int, default=100,
+                        help="slots between snapshots of the seeded (large) state")
+    parser.add_argument("--skip-small", action="store_true",
+                        help="only the seeded (large state) figures")
     args = parser.parse_args()
+    if not args.skip_small:
+        small_state(args)
+    large_state(args)
+    return 0
+
+
+def large_state(args: argparse.Namespace) -> None:
+    log(f"seeded replicas with {args.keys} keys: building the snapshot ...")
+    payload = filled_machine(args.keys).snapshot()
+    print(f"seeded snapshot payload of {args.keys:,} keys: {len(payload) / 1e6:.1f} MB")
+    log("commit latency, seeded state, no snapshots ...")
+    plain, _ = with_cluster(10**9, lambda c: load_while_snapshotting(c, args.seconds),
+                            seeding(payload))
+    log(f"commit latency, seeded state, a snapshot every {args.big_snapshot_every} slots ...")
+    snapped, lines = with_cluster(args.big_snapshot_every,
+                                  lambda c: load_while_snapshotting(c, args.seconds),
+                                  seeding(payload))
+    print(f"{args.keys:,} keys, 16 in flight, no snapshots: {plain.row()}")
+    print(f"{args.keys:,} keys, 16 in flight, snapshot every {args.big_snapshot_every}: "
+          f"{snapped.row()}")
+    print(f"p99 difference: {snapped.p99_ms - plain.p99_ms:+.1f} ms; "
+          f"{len(lines)} snapshots taken meanwhile (all replicas):")
+    for line in lines:
+        print("   ", line.split("INFO dfs.paxos.node: ")[-1])
+    log("a 4th replica joins and catches up ...")
+    caught = with_cluster(10**9, join_catch_up, seeding(payload))
+    print(f"new replica catches up {args.keys:,} keys: {caught['catch_up_s']:.1f} s from its "
+          f"start ({caught['installs']:.0f} snapshot install(s), "
+          f"{caught['snapshot_mb']:.1f} MB on its disk)")
+
+
+def small_state(args: argparse.Namespace) -> None:
     log(f"in-process snapshot of {args.keys} keys ...")
     local = in_process(args.keys)
     print(f"KV state of {local['keys']:,} keys: capture stall {local['stall_ms']:.0f} ms, "
@@ -133,7 +239,6 @@ def main() -> int:
     print(f"transfer under load: target leads after {pause['target_leads_after_ms']:.0f} ms "
           f"(including the admin CLI's start-up); longest gap between acks "
           f"{pause['longest_gap_ms']:.0f} ms")
-    return 0
 
 
 if __name__ == "__main__":

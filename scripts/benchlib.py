@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,10 +131,13 @@ def grpc_unary_ceilings(
 
 @contextlib.contextmanager
 def running_meta_cluster(
-    extra_args: Sequence[str] = (), parent: Path | None = None
+    extra_args: Sequence[str] = (),
+    parent: Path | None = None,
+    prepare: Callable[[MetaCluster], None] | None = None,
 ) -> Iterator[MetaCluster]:
     """Three real `dfs meta` replicas with a leader, in a temporary directory that is
-    removed, with every process, when the block ends."""
+    removed, with every process, when the block ends. `prepare` may fill the data
+    dirs before the replicas start (e.g. with a snapshot to start from)."""
     from tests.support.meta_cluster import make_meta_cluster
     from tests.support.procs import ProcessSet
 
@@ -143,6 +146,8 @@ def running_meta_cluster(
     procs = ProcessSet(base)
     try:
         cluster = make_meta_cluster(procs, secret_file, extra_args=list(extra_args))
+        if prepare is not None:
+            prepare(cluster)
         cluster.start_all()
         cluster.leader()
         yield cluster
