@@ -4,9 +4,12 @@ cluster, a server's status and the metadata leader's address."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 
 import grpc
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dfs.auth import ClusterSecret, sync_channel
 from dfs.rpc import admin_pb2, admin_pb2_grpc
@@ -57,3 +60,12 @@ def leader_addr(target: Target) -> str:
         if leader:
             return leader
     raise AdminUsageError("no metadata leader found")
+
+
+def progress_bar(unit: str, shown: bool = True) -> Progress:
+    """A progress bar on stderr (so --json output stays clean), only on a terminal;
+    each task's description names what it counts."""
+    return Progress(TextColumn("{task.description:<10}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total} " + unit), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True,
+                    disable=not shown or not sys.stderr.isatty())

@@ -14,8 +14,6 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dfs.admin.common import (
     EXIT_OK,
@@ -25,6 +23,7 @@ from dfs.admin.common import (
     admin_channel,
     fetch_status,
     leader_addr,
+    progress_bar,
 )
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 
@@ -230,10 +229,7 @@ def scrub_start(target: Target, rate_mbps: float, as_json: bool) -> int:
 def follow_scrub(target: Target, passes_before: dict[int, int], wait_s: float) -> int:
     """A progress bar over every server's pass, until each has finished one more."""
     deadline = time.monotonic() + wait_s
-    progress = Progress(TextColumn("scrub"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total} chunks"), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=True,
-                        disable=not sys.stderr.isatty())
+    progress = progress_bar("chunks")
     with progress:
         task = progress.add_task("scrub", total=None)
         while True:

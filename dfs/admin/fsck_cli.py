@@ -8,12 +8,11 @@ nothing is wrong or everything found was repaired, 1 when problems remain.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.progress import TaskID
 from rich.table import Table
 
 from dfs.admin.common import (
@@ -23,6 +22,7 @@ from dfs.admin.common import (
     Target,
     admin_channel,
     leader_addr,
+    progress_bar,
 )
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 
@@ -43,10 +43,7 @@ def _fsck_request(words: Sequence[str]) -> admin_pb2.FsckRequest:
 def fsck(target: Target, words: Sequence[str], as_json: bool) -> int:
     request = _fsck_request(words)
     report: admin_pb2.FsckReport | None = None
-    progress = Progress(TextColumn("{task.description:<10}"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total}"),
-                        console=Console(stderr=True), transient=True,
-                        disable=as_json or not sys.stderr.isatty())
+    progress = progress_bar("", shown=not as_json)
     tasks: dict[str, TaskID] = {}
     with admin_channel(leader_addr(target), target.secret) as channel, progress:
         for update in admin_pb2_grpc.AdminStub(channel).Fsck(request, timeout=FSCK_TIMEOUT_S):

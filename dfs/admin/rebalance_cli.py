@@ -6,15 +6,19 @@ pass would move. Exit 0 when the cluster is balanced, 1 when work remains."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Sequence
 
 import grpc
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dfs.admin.common import EXIT_OK, EXIT_PROBLEM, AdminUsageError, Target, admin_channel
+from dfs.admin.common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    AdminUsageError,
+    Target,
+    admin_channel,
+    progress_bar,
+)
 from dfs.admin.data_cli import fetch_data_list
 from dfs.rpc import admin_pb2, admin_pb2_grpc
 
@@ -94,10 +98,7 @@ def _start_passes(target: Target, listing: admin_pb2.DataListReply,
 def _follow(target: Target, at_start: int, wait_s: float) -> int:
     """Poll the leader's figures until nothing is left to move (or wait_s passes)."""
     deadline = time.monotonic() + wait_s
-    progress = Progress(TextColumn("rebalance"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total} copies"), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=True,
-                        disable=not sys.stderr.isatty())
+    progress = progress_bar("copies")
     with progress:
         task = progress.add_task("rebalance", total=max(at_start, 1))
         while True:

@@ -81,45 +81,35 @@ def test_every_call_kind_carries_the_secret() -> None:
     import grpc
 
     from dfs.auth import aio_channel, new_secret
-    from dfs.paxos.transport import PaxosService
     from dfs.rpc import paxos_pb2, paxos_pb2_grpc
-    from dfs.serving import GrpcServer
+    from tests.support.prepare_server import prepare_server
 
     async def scenario() -> None:
         secret = new_secret()
         received: list[paxos_pb2.PeerMessage] = []
 
-        async def on_prepare(request: paxos_pb2.PrepareRequest) -> paxos_pb2.PrepareReply:
-            return paxos_pb2.PrepareReply(promised=True)
-
-        server = GrpcServer("127.0.0.1:0", secret)
-        service = PaxosService(received.append, on_prepare)
-        server.add(lambda s: paxos_pb2_grpc.add_PaxosServicer_to_server(service, s))
-        await server.start()
-        addr = f"127.0.0.1:{server.port}"
-
         async def messages():  # type: ignore[no-untyped-def]
             for node in range(3):
                 yield paxos_pb2.PeerMessage(to=node)
 
-        for channel_secret, expect_ok in ((secret, True), (None, False)):
-            async with aio_channel(addr, channel_secret) as channel:
-                stub = paxos_pb2_grpc.PaxosStub(channel)
-                try:
-                    reply = await stub.Prepare(paxos_pb2.PrepareRequest(), timeout=5)
-                    assert expect_ok and reply.promised
-                except grpc.aio.AioRpcError as err:
-                    assert not expect_ok and err.code() == grpc.StatusCode.UNAUTHENTICATED
-                try:
-                    async for _ in stub.Stream(messages(), timeout=5):
-                        pass
-                    assert expect_ok
-                except grpc.aio.AioRpcError as err:
-                    # A refusal racing the client's writes surfaces as INTERNAL on
-                    # the client; either way the server took no message (below).
-                    assert not expect_ok and err.code() in (
-                        grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL)
+        async with prepare_server(secret, received) as addr:
+            for channel_secret, expect_ok in ((secret, True), (None, False)):
+                async with aio_channel(addr, channel_secret) as channel:
+                    stub = paxos_pb2_grpc.PaxosStub(channel)
+                    try:
+                        reply = await stub.Prepare(paxos_pb2.PrepareRequest(), timeout=5)
+                        assert expect_ok and reply.promised
+                    except grpc.aio.AioRpcError as err:
+                        assert not expect_ok and err.code() == grpc.StatusCode.UNAUTHENTICATED
+                    try:
+                        async for _ in stub.Stream(messages(), timeout=5):
+                            pass
+                        assert expect_ok
+                    except grpc.aio.AioRpcError as err:
+                        # A refusal racing the client's writes surfaces as INTERNAL on
+                        # the client; either way the server took no message (below).
+                        assert not expect_ok and err.code() in (
+                            grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL)
         assert len(received) == 3
-        await server.stop(0)
 
     asyncio.run(scenario())

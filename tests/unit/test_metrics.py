@@ -15,9 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from dfs.auth import aio_channel, new_secret
 from dfs.metrics.endpoint import MetricsBindError, split_listen, start_metrics_endpoint
 from dfs.metrics.fuse import instrument_operations
-from dfs.paxos.transport import PaxosService
 from dfs.rpc import paxos_pb2, paxos_pb2_grpc
-from dfs.serving import GrpcServer
+from tests.support.prepare_server import prepare_server
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,24 +48,15 @@ def test_rpc_outcomes_are_counted_by_code(endpoint_port: int) -> None:
 
     async def scenario() -> None:
         secret = new_secret()
-
-        async def on_prepare(request: paxos_pb2.PrepareRequest) -> paxos_pb2.PrepareReply:
-            return paxos_pb2.PrepareReply(promised=True)
-
-        server = GrpcServer("127.0.0.1:0", secret)
-        service = PaxosService(lambda message: None, on_prepare)
-        server.add(lambda s: paxos_pb2_grpc.add_PaxosServicer_to_server(service, s))
-        await server.start()
-        addr = f"127.0.0.1:{server.port}"
-        for client, calls in ((secret, 3), (None, 2)):
-            async with aio_channel(addr, client) as channel:
-                stub = paxos_pb2_grpc.PaxosStub(channel)
-                for _ in range(calls):
-                    try:
-                        await stub.Prepare(paxos_pb2.PrepareRequest(), timeout=5)
-                    except Exception:
-                        assert client is None
-        await server.stop(0)
+        async with prepare_server(secret) as addr:
+            for client, calls in ((secret, 3), (None, 2)):
+                async with aio_channel(addr, client) as channel:
+                    stub = paxos_pb2_grpc.PaxosStub(channel)
+                    for _ in range(calls):
+                        try:
+                            await stub.Prepare(paxos_pb2.PrepareRequest(), timeout=5)
+                        except Exception:
+                            assert client is None
 
     asyncio.run(scenario())
     after = scrape(endpoint_port)

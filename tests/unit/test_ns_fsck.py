@@ -6,53 +6,36 @@ from __future__ import annotations
 
 from dfs.meta import codec, fsck
 from dfs.meta.fsckops import FsckRepair
-from dfs.meta.ops import AllocChunkIds, BlockUpdate, Commit, Link, MakeNode, Remove
-from dfs.meta.results import AllocResult, AttrResult, RepairResult
-from dfs.meta.statemachine import NamespaceMachine
-from dfs.meta.types import ROOT, ROOT_INO, Kind, Slice
+from dfs.meta.ops import Link, Remove
+from dfs.meta.results import AttrResult, RepairResult
+from dfs.meta.types import ROOT, ROOT_INO, Kind
 from dfs.paxos.machine import ApplyContext
+from tests.support.namespace import Clock
 
 
-class Namespace:
-    def __init__(self) -> None:
-        self.machine = NamespaceMachine(block_size=1024)
-        self.time_ns = 0
-
-    def run(self, command: object, session: int = 1) -> object:
-        self.time_ns += 10
-        ctx = ApplyContext(1, 0, self.time_ns, session)
-        return self.machine.execute(command, ctx)  # type: ignore[arg-type]
-
-    def make(self, name: bytes, kind: Kind = Kind.REGULAR, parent: int = ROOT_INO) -> int:
-        result = self.run(MakeNode(ROOT, parent, name, kind, 0o755))
-        assert isinstance(result, AttrResult) and result.attr is not None, result
-        return result.attr.ino
-
+class Namespace(Clock):
     def write(self, ino: int) -> int:
-        alloc = self.run(AllocChunkIds(1))
-        assert isinstance(alloc, AllocResult)
-        update = BlockUpdate(0, (Slice(0, 100, alloc.first, 0, 1),))
-        assert isinstance(self.run(Commit(ROOT, ino, (update,), 100)), AttrResult)
-        return alloc.first
+        chunk_id = self.alloc(1)
+        assert self.commit(ino, chunk_id) == 0
+        return chunk_id
 
     def repair(self, repair: FsckRepair) -> RepairResult:
         # Through the log's bytes, as the leader proposes it.
         self.time_ns += 10
         ctx = ApplyContext(1, 0, self.time_ns, 0)
-        raw = self.machine.apply(codec.encode_command(repair), ctx)
-        result = codec.decode_result(raw)
+        result = codec.decode_result(self.machine.apply(codec.encode_command(repair), ctx))
         assert isinstance(result, RepairResult)
         return result
 
 
 def populated() -> tuple[Namespace, dict[str, int]]:
     ns = Namespace()
-    top = ns.make(b"top", Kind.DIRECTORY)
-    sub = ns.make(b"sub", Kind.DIRECTORY, top)
-    file = ns.make(b"file", parent=sub)
+    top = ns.create(b"top", Kind.DIRECTORY)
+    sub = ns.create(b"sub", Kind.DIRECTORY, top)
+    file = ns.create(b"file", parent=sub)
     ns.write(file)
     assert isinstance(ns.run(Link(ROOT, file, ROOT_INO, b"hard")), AttrResult)
-    ns.make(b"empty")
+    ns.create(b"empty")
     return ns, {"top": top, "sub": sub, "file": file}
 
 
@@ -77,7 +60,7 @@ def test_each_kind_of_damage_is_found_and_repaired() -> None:
     state.inodes[inos["sub"]].directory.parent = ROOT_INO  # wrong ".."
     (chunk,) = state.chunks.refs
     state.chunks.refs[chunk] = 3  # reference count mismatch
-    lost = ns.make(b"lost", parent=inos["top"])
+    lost = ns.create(b"lost", parent=inos["top"])
     state.inodes[inos["top"]].directory.remove(b"lost")  # unreachable, not an orphan
 
     report = fsck.check(state)

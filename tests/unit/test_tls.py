@@ -10,11 +10,18 @@ from pathlib import Path
 import grpc
 import pytest
 
-from dfs.auth import SecretError, TlsFiles, aio_channel, new_secret, read_tls, secret_from_flags
-from dfs.paxos.transport import PaxosService
+from dfs.auth import (
+    ClusterSecret,
+    SecretError,
+    TlsFiles,
+    aio_channel,
+    new_secret,
+    read_tls,
+    secret_from_flags,
+)
 from dfs.rpc import paxos_pb2, paxos_pb2_grpc
-from dfs.serving import GrpcServer
 from dfs.tlsca import CaError, IssuedPair, issue, make_ca
+from tests.support.prepare_server import prepare_server
 
 
 def tls_of(ca: Path, pair: IssuedPair) -> TlsFiles:
@@ -68,15 +75,10 @@ def test_only_clients_with_our_ca_and_the_secret_get_through(two_cas: tuple[Path
     async def scenario() -> dict[str, grpc.StatusCode]:
         node = IssuedPair(ours / "node.pem", ours / "node.key")
         secret = replace(new_secret(), tls=tls_of(ours, node))
+        async with prepare_server(secret) as addr:
+            return await outcomes(addr, secret)
 
-        async def on_prepare(request: paxos_pb2.PrepareRequest) -> paxos_pb2.PrepareReply:
-            return paxos_pb2.PrepareReply(promised=True)
-
-        server = GrpcServer("127.0.0.1:0", secret)
-        service = PaxosService(lambda message: None, on_prepare)
-        server.add(lambda s: paxos_pb2_grpc.add_PaxosServicer_to_server(service, s))
-        await server.start()
-        addr = f"127.0.0.1:{server.port}"
+    async def outcomes(addr: str, secret: ClusterSecret) -> dict[str, grpc.StatusCode]:
         clients = {
             "ours": secret,
             "plaintext": replace(secret, tls=None),
@@ -97,7 +99,6 @@ def test_only_clients_with_our_ca_and_the_secret_get_through(two_cas: tuple[Path
                     outcome[name] = grpc.StatusCode.OK
                 except grpc.aio.AioRpcError as err:
                     outcome[name] = err.code()
-        await server.stop(0)
         return outcome
 
     outcome = asyncio.run(scenario())
