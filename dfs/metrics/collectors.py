@@ -52,7 +52,7 @@ class PaxosCollector(Collector):
                      len(status.config.voters))
         yield _counter("dfs_paxos_commands_applied", "Commands applied", node.commands_applied)
         yield _counter("dfs_paxos_elections", "Elections this replica started",
-                       getattr(node.core, "elections_started", 0))
+                       node.core.elections_started)
         yield _counter("dfs_paxos_wal_fsyncs", "fsyncs of the write-ahead log",
                        node.wal.fsync_count)
         yield _gauge("dfs_paxos_wal_bytes", "Bytes of WAL on disk", node.wal.size_bytes())

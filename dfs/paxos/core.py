@@ -208,6 +208,7 @@ class PaxosCore:
         # Output buffers.
         self._records: list[Record] = []
         self._record_index = 0
+        self.elections_started = 0  # campaigns begun (a metric: leadership churn)
         self._durable_index = 0
         self._held: deque[tuple[int, Outgoing]] = deque()
         self._messages: list[Outgoing] = []
@@ -672,6 +673,7 @@ class PaxosCore:
         if self._leader is not None:
             self._step_down()
         self._role = Role.CANDIDATE
+        self.elections_started += 1
         self._ballot = ballot
         self._leader_id = None
         self._promises = {}

@@ -132,6 +132,7 @@ def test_every_process_serves_metrics_that_move_with_work(cluster: LocalCluster)
 
     meta_before, data_before, mount_before = everything()
     assert sum(total(s, "dfs_paxos_is_leader") for s in meta_before) == 1
+    assert sum(total(s, "dfs_paxos_elections_total") for s in meta_before) >= 1
     (cluster.mount / "metrics.bin").write_bytes(os.urandom(2 * 1024 * 1024))
     os.sync()
     meta_after, data_after, mount_after = everything()
