@@ -25,7 +25,7 @@ from dfs.client.replicas import upload_pieces
 from dfs.client.retry import LeaderChannels
 from dfs.data.chain import PeerChannels
 from dfs.data.checksum import whole_checksum
-from dfs.data.chunkrefs import held_refs
+from dfs.data.chunkrefs import held_pages
 from dfs.data.pacing import BytePacer
 from dfs.data.periodic import every
 from dfs.data.ringview import RingView
@@ -96,16 +96,8 @@ class AntiEntropy:
             return 0
         ring = self._rings.get(config)
         totals = _Tally()
-        start = 0
-        while True:
-            held = self.store.chunk_ids(start, BATCH)
-            if not held:
-                break
-            refs = await held_refs(self.channels, held)
+        async for _, refs in held_pages(self.store, self.channels, BATCH):
             await self._settle(ring, sorted(refs.live), totals)
-            if len(held) < BATCH or held[-1] == 2**64 - 1:
-                break
-            start = held[-1] + 1
         self.pushed += totals.pushed
         self.dropped += totals.dropped
         self.last = PassFigures(ring.epoch, totals.live_held, totals.under, totals.misplaced)

@@ -9,13 +9,14 @@ only live chunks) and the orphan sweep (delete only chunks nobody can commit).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc.aio
 
 from dfs.client.retry import LeaderChannels
+from dfs.data.store import ChunkStore
 from dfs.rpc import meta_pb2, meta_pb2_grpc
 
 MIN_PAGE = 1000
@@ -39,6 +40,22 @@ class HeldRefs:
             return True
         index = bisect_right(self.allocated, (chunk_id, 2**64)) - 1
         return index >= 0 and chunk_id < sum(self.allocated[index])
+
+
+async def held_pages(
+    store: ChunkStore, channels: LeaderChannels, batch: int
+) -> AsyncIterator[tuple[list[int], HeldRefs]]:
+    """Every held id in pages of `batch`, in id order, each with what the namespace
+    says of it (asked when the page is reached, so a long walk sees fresh answers)."""
+    start = 0
+    while True:
+        held = store.chunk_ids(start, batch)
+        if not held:
+            return
+        yield held, await held_refs(channels, held)
+        if len(held) < batch or held[-1] == 2**64 - 1:
+            return
+        start = held[-1] + 1
 
 
 async def held_refs(channels: LeaderChannels, held: Sequence[int]) -> HeldRefs:

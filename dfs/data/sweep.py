@@ -18,7 +18,7 @@ import logging
 import time
 
 from dfs.client.retry import LeaderChannels
-from dfs.data.chunkrefs import held_refs
+from dfs.data.chunkrefs import held_pages
 from dfs.data.periodic import every
 from dfs.data.store import ChunkNotFound, ChunkStore, ChunkStoreError
 
@@ -49,18 +49,10 @@ class OrphanSweep:
     async def sweep_once(self) -> int:
         """One walk over every held chunk; the number deleted."""
         deleted = 0
-        start = 0
-        while True:
-            held = self.store.chunk_ids(start, BATCH)
-            if not held:
-                break
-            refs = await held_refs(self.channels, held)
+        async for held, refs in held_pages(self.store, self.channels, BATCH):
             dead = [c for c in held if c not in refs.live and not refs.committable(c)]
             if dead:
                 deleted += await asyncio.to_thread(self._delete_old, dead)
-            if len(held) < BATCH or held[-1] == 2**64 - 1:
-                break
-            start = held[-1] + 1
         self.deleted += deleted
         if deleted:
             log.info("orphan sweep deleted %d unreferenced chunks", deleted)
