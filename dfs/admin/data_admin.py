@@ -6,8 +6,9 @@ Owns the rules for those changes. Every change is a proposed command, so it land
 the replicated ring; the figures come from the leader's heartbeat bookkeeping
 (dfs.meta.duties), so only the leader answers. A member is removed only when nothing
 would be lost: a draining one once its last anti-entropy pass at the current epoch
-left it no live chunk, an out one once every up member has passed at the current
-epoch and none reports a chunk under-replicated.
+left it no live chunk, an out one once every up member (and the out one itself, if
+it still runs) has passed at the current epoch and none reports a chunk
+under-replicated.
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ class DataAdmin:
                 return f"it still holds {seen.live_held} live chunks"
             return ""
         if member.state == MemberState.OUT:
+            # Still running, it may hold the only copy of a chunk, which it pushes and
+            # counts itself: then its own pass must be done too.
+            seen = self.duties.data_servers.get(member_id)
+            running = seen is not None and time.monotonic() - seen.last_heard <= FRESH_HEARTBEAT_S
+            if running and seen is not None and (seen.pass_epoch != ring.epoch
+                                                 or seen.under_replicated):
+                return "it still runs and has not pushed everything it alone holds"
             return self._repair_unfinished(ring)
         return "drain it (or mark it out) first"
 
