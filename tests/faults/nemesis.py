@@ -50,7 +50,6 @@ class Nemesis:
         self._probe = 0
         self._health: dict[str, health_pb2_grpc.HealthStub] = {}
         self._admin: dict[int, admin_pb2_grpc.AdminStub] = {}
-        self._last_leader = 0
         self._started = time.monotonic()
 
     def note(self, text: str) -> None:
@@ -87,22 +86,29 @@ class Nemesis:
         return True
 
     def leader(self, timeout_s: float = 30) -> int:
-        """The replica that says it leads, asked over kept channels, last leader first."""
+        """The replica leading the highest ballot any replica knows (a deposed leader
+        that has not heard of its successor yet still says it leads)."""
         meta = self.cluster.meta
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for node_id in sorted(meta.addrs, key=lambda i: i != self._last_leader):
+            ballots: dict[int, tuple[int, int]] = {}
+            leaders = []
+            for node_id in sorted(meta.addrs):
                 if not meta.replicas[node_id].alive():
                     continue
                 if node_id not in self._admin:
                     self._admin[node_id] = admin_pb2_grpc.AdminStub(
                         sync_channel(meta.addrs[node_id], meta.secret))
                 try:
-                    status = self._admin[node_id].Status(admin_pb2.StatusRequest(), timeout=0.5)
+                    status = self._admin[node_id].Status(admin_pb2.StatusRequest(), timeout=2.0)
                 except grpc.RpcError:
                     continue
+                ballots[node_id] = (status.meta.ballot_round, status.meta.ballot_node)
                 if status.meta.role == "leader":
-                    self._last_leader = node_id
+                    leaders.append(node_id)
+            newest = max(ballots.values(), default=None)
+            for node_id in leaders:
+                if ballots[node_id] == newest:
                     return node_id
             time.sleep(0.05)
         raise TimeoutError("no metadata leader")

@@ -131,7 +131,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _free_subnet(rng: random.Random) -> ipaddress.IPv4Network:
+def _free_subnet(rng: random.SystemRandom) -> ipaddress.IPv4Network:
     """A 10.x.y.0/24 that no address or route of this machine touches."""
     used = run("ip", "-4", "route", "show", "table", "all").stdout + run(
         "ip", "-4", "addr").stdout
@@ -146,7 +146,9 @@ class Network:
     """A bridge, and a namespace per host with one veth to it. Hosts are named by
     the caller ("meta1", "data2"); the root namespace's end is CLIENT."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self) -> None:
+        # Not the run's seeded generator: two runs of one seed must not share names.
+        rng = random.SystemRandom()
         self.prefix = f"{PREFIX_STEM}{rng.randrange(16**4):04x}"
         self.ledger = Ledger(self.prefix, os.getpid())
         self.subnet = _free_subnet(rng)

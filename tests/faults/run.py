@@ -78,7 +78,7 @@ def run_faults(base: Path, seed: int, fault_time_s: float, planted: str = "",
     rng = random.Random(seed)
     result = RunResult(seed)
     started = time.monotonic()
-    network = Network(rng)
+    network = Network()
     cluster: NsCluster | None = None
     try:
         cluster = start_cluster(network, base / network.prefix, planted)

@@ -59,9 +59,13 @@ class FileRecords:
 
 class KvWorkload:
     def __init__(self, addrs: list[str], secret: ClusterSecret, history: History,
-                 seed: int, clients: int = 4, keys: int = 3, pace_s: float = 0.01) -> None:
+                 seed: int, clients: int = 3, readers: int = 2, keys: int = 3,
+                 pace_s: float = 0.01) -> None:
         self.addrs, self.secret, self.history = addrs, secret, history
-        self.seed, self.clients, self.pace_s = seed, clients, pace_s
+        self.seed, self.pace_s = seed, pace_s
+        # Readers only read: they stay with whichever leader answers them, so a
+        # deposed leader that still answers reads is caught serving stale values.
+        self.clients, self.readers = clients, readers
         self.keys = [b"reg%d" % i for i in range(keys)]
         self.errors = 0
 
@@ -69,7 +73,8 @@ class KvWorkload:
         asyncio.run(self._main(stop))
 
     async def _main(self, stop: threading.Event) -> None:
-        await asyncio.gather(*(self._client(i, stop) for i in range(self.clients)))
+        await asyncio.gather(
+            *(self._client(i, stop) for i in range(self.clients + self.readers)))
 
     async def _client(self, client_id: int, stop: threading.Event) -> None:
         rng = random.Random(self.seed * 1000 + client_id)
@@ -87,7 +92,7 @@ class KvWorkload:
                 count += 1
                 key = rng.choice(self.keys)
                 await self._one_op(client, client_id, rng, key, b"c%d-%d" % (client_id, count),
-                                   last_seen)
+                                   last_seen, "get" if client_id >= self.clients else None)
                 await asyncio.sleep(self.pace_s)
             for key in self.keys:  # final reads: the state every replica must agree on
                 await self._one_op(client, client_id, rng, key, b"", last_seen, kind="get")
