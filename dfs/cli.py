@@ -174,9 +174,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--meta", metavar="HOST:PORT,...", help="metadata servers")
     p.add_argument("--cluster", metavar="DIR/cluster.json", help="a local cluster made by `dfs up`")
     p.add_argument("-o", dest="options", action="append", default=[],
-                   help="mount options: allow_other, attr_timeout=S, entry_timeout=S, "
-                   "negative_timeout=S, deadline=S (per request), cache sizes (docs/posix.md), "
-                   "and any FUSE option")
+                   help="mount options: allow_other, root_squash, attr_timeout=S, "
+                   "entry_timeout=S, negative_timeout=S, deadline=S (per request), cache sizes "
+                   "(docs/posix.md), and any FUSE option")
     add_server_common(p)
     p.set_defaults(run=cmd_mount)
 

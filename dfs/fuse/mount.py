@@ -79,9 +79,13 @@ def cluster_target(args: argparse.Namespace) -> tuple[list[str], ClusterSecret |
 def split_options(raw: list[str]) -> tuple[MountOptions, ClientTuning, set[str]]:
     ours: dict[str, float] = {}
     kernel: set[str] = set()
+    squash = False
     for group in raw:
         for item in filter(None, (o.strip() for o in group.split(","))):
             key, _, value = item.partition("=")
+            if item == "root_squash":
+                squash = True
+                continue
             if key not in MOUNT_OPTIONS and key not in TUNING_OPTIONS:
                 kernel.add(item)
                 continue
@@ -93,7 +97,7 @@ def split_options(raw: list[str]) -> tuple[MountOptions, ClientTuning, set[str]]
                 raise MountError(f"bad mount option value: {item} (negative)")
             ours[key] = number
     options = MountOptions(**{MOUNT_OPTIONS[k]: v for k, v in ours.items()
-                              if k in MOUNT_OPTIONS})
+                              if k in MOUNT_OPTIONS}, root_squash=squash)
     tuning = ClientTuning(**{TUNING_OPTIONS[k]: int(v * MIB) for k, v in ours.items()
                              if k in TUNING_OPTIONS})
     return options, tuning, kernel

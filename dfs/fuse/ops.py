@@ -24,7 +24,13 @@ from dfs.client.bridge import AsyncioBridge
 from dfs.client.fs import FsClient
 from dfs.client.retry import LeaderUnavailable
 from dfs.fuse.kernel_view import KernelView
-from dfs.fuse.translate import caller_of, entry_attributes, kind_of_mode, negative_entry
+from dfs.fuse.translate import (
+    caller_of,
+    entry_attributes,
+    kind_of_mode,
+    negative_entry,
+    squash_root,
+)
 from dfs.rpc import common_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,7 @@ class MountOptions:
     entry_timeout_s: float = 1.0  # a name -> inode lookup
     negative_timeout_s: float = 1.0  # "no such name" (0: not cached)
     request_deadline_s: float = 60.0
+    root_squash: bool = False  # requests of uid 0 are made as nobody (like NFS)
 
 
 @dataclass
@@ -84,7 +91,8 @@ class DfsOperations(pyfuse3.Operations):
         return entry_attributes(attr, self.options.attr_timeout_s, self.options.entry_timeout_s)
 
     def caller(self, ctx: pyfuse3.RequestContext) -> common_pb2.Caller:
-        return caller_of(ctx)
+        caller = caller_of(ctx)
+        return squash_root(caller) if self.options.root_squash else caller
 
     # ---- names and attributes -------------------------------------------------------
 

@@ -55,6 +55,22 @@ def negative_entry(timeout_s: float) -> pyfuse3.EntryAttributes:
     return entry
 
 
+NOBODY = 65534  # the uid and gid root is mapped to on a root_squash mount
+
+
+def squash_root(caller: common_pb2.Caller) -> common_pb2.Caller:
+    """Root's requests as nobody's (its group 0 too): a client host's root is not
+    the cluster's root. Other users pass unchanged, as with NFS."""
+    if caller.uid != 0:
+        return caller
+    return common_pb2.Caller(
+        uid=NOBODY,
+        gid=NOBODY if caller.gid == 0 else caller.gid,
+        groups=sorted({NOBODY if g == 0 else g for g in caller.groups}),
+        pid=caller.pid,
+    )
+
+
 def caller_of(ctx: pyfuse3.RequestContext) -> common_pb2.Caller:
     """The caller of one request, with its supplementary groups.
 

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import random
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,13 +29,15 @@ from dfs.cli import main
 from dfs.client.data import FileData
 from dfs.client.meta import MetaClient
 from dfs.client.retry import RetryPolicy
+from dfs.fuse.translate import NOBODY
 from dfs.meta.replicated import MetaStateMachine
 from dfs.paxos import snapshot as snapshot_files
 from dfs.paxos.node import SNAPSHOT_DIR
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
 from dfs.tlsca import issue, make_ca
 from tests.support.data_cluster import _chunk_path, flip_byte_in_copy, write_file
-from tests.support.local_cluster import LocalCluster
+from tests.support.local_cluster import DFS, LocalCluster
+from tests.support.procs import RUN_TOKEN, RUN_TOKEN_ENV
 
 pytestmark = pytest.mark.fuse
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -150,6 +153,38 @@ def test_every_process_serves_metrics_that_move_with_work(cluster: LocalCluster)
     assert total(mount_after, "dfs_fuse_op_seconds_count", op="write") > total(
         mount_before, "dfs_fuse_op_seconds_count", op="write")
     assert total(mount_after, "process_resident_memory_bytes") > 0
+
+
+def test_root_squash_mount_makes_root_nobody(cluster: LocalCluster, tmp_path: Path) -> None:
+    (cluster.mount / "shared").mkdir()
+    os.chmod(cluster.mount / "shared", 0o777)
+    (cluster.mount / "private").mkdir(mode=0o755)
+    squashed = tmp_path / "squashed"
+    squashed.mkdir()
+    env = {**os.environ, RUN_TOKEN_ENV: RUN_TOKEN}
+    log = tmp_path / "squashed.log"
+    with log.open("wb") as log_file:
+        mount = subprocess.Popen([*DFS, "mount", "-o", "root_squash", "--cluster",
+                                  str(cluster.cluster_file), str(squashed)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=log_file)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.ismount(squashed):
+            assert mount.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        (squashed / "shared" / "by-root").write_text("squashed")
+        made = os.stat(squashed / "shared" / "by-root")
+        assert (made.st_uid, made.st_gid) == (NOBODY, NOBODY)
+        with pytest.raises(PermissionError):
+            (squashed / "private" / "by-root").write_text("refused")
+        (cluster.mount / "private" / "by-root").write_text("the unsquashed mount may")
+    finally:
+        cluster.dfs("umount", str(squashed))
+        try:
+            mount.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            mount.kill()
+            raise AssertionError(f"mount did not exit: {log.read_text()[-2000:]}") from None
 
 
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
