@@ -33,7 +33,7 @@ from dfs.data.store import ChunkStore
 from dfs.data.sweep import DEFAULT_GRACE_S, SWEEP_INTERVAL_S, OrphanSweep
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
-from dfs.metrics.collectors import ChunkStoreCollector
+from dfs.metrics.collectors import DataServerCollector
 from dfs.metrics.endpoint import MetricsBindError, expose, start_metrics_endpoint
 from dfs.rpc import admin_pb2_grpc, data_pb2_grpc
 from dfs.serving import BindError, GrpcServer
@@ -166,8 +166,7 @@ async def serve(settings: DataSettings, cluster_id: str) -> None:
         scrubber, anti_entropy, upkeep,
     )
     server.add(lambda s: admin_pb2_grpc.add_AdminServicer_to_server(admin, s))
-    expose(ChunkStoreCollector(store, settings.capacity,
-                               lambda: (anti_entropy.under_replicated, upkeep.unrepaired)))
+    expose(DataServerCollector(store, settings.capacity, scrubber, anti_entropy, upkeep))
     await server.set_serving(False)  # SERVING only once registered in the ring
     await server.start()
     stop = asyncio.Event()

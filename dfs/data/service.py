@@ -31,6 +31,7 @@ from dfs.data.store import (
     NoSpace,
     UploadMismatch,
 )
+from dfs.metrics.rpc import CHUNK_BYTES
 from dfs.rpc import data_pb2, data_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,12 @@ class DataService(data_pb2_grpc.DataServicer):
             if not self.load.reserve(file_bytes, self.store.used_bytes):
                 return data_pb2.WriteChunkReply(status=NO_SPACE, error="past --capacity")
             try:
-                return await self._upload(first, request_iterator, context)
+                reply = await self._upload(first, request_iterator, context)
             finally:
                 self.load.release(file_bytes)
+            if reply.status == OK:
+                CHUNK_BYTES.labels("written").inc(first.length)
+            return reply
 
     async def _upload(
         self,
@@ -188,6 +192,7 @@ class DataService(data_pb2_grpc.DataServicer):
                 return
             except InvalidRange as err:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            CHUNK_BYTES.labels("read").inc(end - request.offset)
             if pieces is None:
                 async for reply in self._verified_pieces(stat, request.offset, end):
                     yield reply

@@ -29,7 +29,8 @@ from dfs.client.retry import RetryPolicy
 from dfs.client.tuning import MIB, ClientTuning
 from dfs.fuse.ops import DfsOperations, MountOptions
 from dfs.logs import setup_logging
-from dfs.metrics.endpoint import MetricsBindError, start_metrics_endpoint
+from dfs.metrics.collectors import ClientCacheCollector
+from dfs.metrics.endpoint import MetricsBindError, expose, start_metrics_endpoint
 from dfs.metrics.fuse import instrument_operations
 
 log = logging.getLogger("dfs.mount")
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         bridge.close()
         return 1
     fs = FsClient(meta, data, tuning)
+    expose(ClientCacheCollector(data.cache))
     operations = instrument_operations(DfsOperations(fs, bridge, options))
     # default_permissions: the kernel checks permissions with the caller's real
     # credentials (groups included) on every path component, also where its dentry

@@ -14,6 +14,7 @@ from dfs.meta import codec as ns_codec
 from dfs.meta.ops import Command, Query
 from dfs.meta.replicated import MetaStateMachine, ns_payload, session_command, system_command
 from dfs.meta.results import ErrnoResult, Result
+from dfs.metrics.rpc import COMMIT_SECONDS
 from dfs.paxos import sessions
 from dfs.paxos.grpc_errors import abort_not_leader, abort_stalled
 from dfs.paxos.node import NotLeader, PaxosNode
@@ -27,7 +28,8 @@ class Proposer:
 
     async def propose(self, context: Any, command: bytes) -> bytes:
         try:
-            return await self.node.propose(command)
+            with COMMIT_SECONDS.time():
+                return await self.node.propose(command)
         except NotLeader as err:
             await abort_not_leader(context, err.leader_addr)
         except TimeoutError:

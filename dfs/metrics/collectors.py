@@ -6,13 +6,17 @@ plain integers; these turn them into metric families on demand.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from dfs.client.chunkcache import ChunkCache
+    from dfs.data.antientropy import AntiEntropy
+    from dfs.data.repair import Upkeep
+    from dfs.data.scrub import Scrubber
     from dfs.data.store import ChunkStore
     from dfs.paxos.node import PaxosNode
 
@@ -58,24 +62,54 @@ class PaxosCollector(Collector):
         yield _gauge("dfs_paxos_wal_bytes", "Bytes of WAL on disk", node.wal.size_bytes())
 
 
-class ChunkStoreCollector(Collector):
-    """Chunks and bytes held by one data server, and its background work."""
+class DataServerCollector(Collector):
+    """Chunks and bytes held by one data server, and its background work: repair
+    (anti-entropy pushes and drops), scrub progress and bad copies."""
 
-    def __init__(self, store: ChunkStore, capacity: int,
-                 health: Callable[[], tuple[int, int]] | None = None) -> None:
+    def __init__(self, store: ChunkStore, capacity: int, scrubber: Scrubber,
+                 anti_entropy: AntiEntropy, upkeep: Upkeep) -> None:
         self.store = store
         self.capacity = capacity
-        self.health = health
+        self.scrubber = scrubber
+        self.anti_entropy = anti_entropy
+        self.upkeep = upkeep
 
     def collect(self) -> Iterator[Metric]:
         yield _gauge("dfs_data_chunks", "Chunks held", self.store.chunk_count)
         yield _gauge("dfs_data_used_bytes", "Bytes of chunk files held", self.store.used_bytes)
         yield _gauge("dfs_data_capacity_bytes", "Bytes this server may fill (0: its disk)",
                      self.capacity)
-        if self.health is not None:
-            under_replicated, unrepaired = self.health()
-            yield _gauge("dfs_data_under_replicated_chunks",
-                         "Chunks found with fewer than R copies in the last pass",
-                         under_replicated)
-            yield _gauge("dfs_data_unrepaired_chunks",
-                         "Bad copies found by scrub and not yet replaced", unrepaired)
+        passed = self.anti_entropy.last
+        yield _gauge("dfs_data_under_replicated_chunks",
+                     "Live chunks with fewer than R copies in the last pass",
+                     passed.under_replicated)
+        yield _gauge("dfs_data_misplaced_copies", "Copies held that no home needs, to drop",
+                     passed.misplaced)
+        yield _counter("dfs_data_repair_pushed_bytes", "Bytes pushed to other servers by repair "
+                       "and rebalance", self.anti_entropy.pushed_bytes)
+        yield _counter("dfs_data_repair_dropped_copies", "Copies dropped once every home held "
+                       "one", self.anti_entropy.dropped)
+        yield _gauge("dfs_data_unrepaired_copies",
+                     "Bad copies found and not yet replaced", self.upkeep.unrepaired)
+        yield _counter("dfs_data_repaired_copies", "Bad copies replaced from a good one",
+                       self.upkeep.repaired)
+        scrub = self.scrubber.progress()
+        yield _counter("dfs_data_scrub_passes", "Full scrub passes completed", scrub.passes)
+        yield _gauge("dfs_data_scrub_pass_bytes", "Bytes verified in the current (or last) "
+                     "scrub pass", scrub.bytes_checked)
+        yield _counter("dfs_data_scrub_bad_copies", "Bad copies scrub found", scrub.bad_found)
+
+
+class ClientCacheCollector(Collector):
+    """The mount's chunk cache: bytes served from it and bytes fetched."""
+
+    def __init__(self, cache: ChunkCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("dfs_client_cache_bytes",
+                                     "Bytes read through the chunk cache, by hit or miss",
+                                     labels=["result"])
+        family.add_metric(["hit"], self.cache.hits)
+        family.add_metric(["miss"], self.cache.misses)
+        yield family

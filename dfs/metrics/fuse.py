@@ -20,10 +20,6 @@ FUSE_ERRORS = Counter(
     "dfs_fuse_op_errors_total", "FUSE requests answered with an errno, by operation and errno",
     ["op", "errno"],
 )
-CACHE_LOOKUPS = Counter(
-    "dfs_client_cache_lookups_total", "Client cache lookups, by cache and hit or miss",
-    ["cache", "result"],
-)
 
 # The pyfuse3 operations a mount serves; others keep pyfuse3's ENOSYS default.
 TIMED_OPERATIONS = (

@@ -25,6 +25,15 @@ RPC_TOTAL = Counter(
     ["method", "code"],
 )
 
+# What the data servers move and the metadata log decides, counted where it happens.
+CHUNK_BYTES = Counter(
+    "dfs_data_bytes_total", "Chunk bytes stored (written) and served (read)", ["direction"],
+)
+COMMIT_SECONDS = Histogram(
+    "dfs_paxos_commit_seconds", "Time from proposing a command to its result (chosen, "
+    "durable on a quorum, applied)", buckets=LATENCY_BUCKETS,
+)
+
 Handler = Any  # grpc.RpcMethodHandler; its fields are untyped in the stubs
 
 

@@ -136,8 +136,10 @@ def test_every_process_serves_metrics_that_move_with_work(cluster: LocalCluster)
     meta_before, data_before, mount_before = everything()
     assert sum(total(s, "dfs_paxos_is_leader") for s in meta_before) == 1
     assert sum(total(s, "dfs_paxos_elections_total") for s in meta_before) >= 1
-    (cluster.mount / "metrics.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    payload = os.urandom(2 * 1024 * 1024)
+    (cluster.mount / "metrics.bin").write_bytes(payload)
     os.sync()
+    assert (cluster.mount / "metrics.bin").read_bytes() == payload
     meta_after, data_after, mount_after = everything()
 
     def moved(before: list[Samples], after: list[Samples], name: str, **labels: str) -> float:
@@ -150,6 +152,11 @@ def test_every_process_serves_metrics_that_move_with_work(cluster: LocalCluster)
     assert moved(data_before, data_after, "dfs_rpc_server_handled_total",
                  method="dfs.v1.Data/WriteChunk") >= 1
     assert moved(data_before, data_after, "dfs_data_chunks") >= 1
+    assert moved(data_before, data_after, "dfs_data_bytes_total",
+                 direction="written") >= len(payload)
+    assert moved(meta_before, meta_after, "dfs_paxos_commit_seconds_count") >= 1
+    assert total(mount_after, "dfs_client_cache_bytes_total") >= total(
+        mount_before, "dfs_client_cache_bytes_total")
     assert total(mount_after, "dfs_fuse_op_seconds_count", op="write") > total(
         mount_before, "dfs_fuse_op_seconds_count", op="write")
     assert total(mount_after, "process_resident_memory_bytes") > 0
