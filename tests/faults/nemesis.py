@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dfs.auth import sync_channel
+from dfs.auth import ClusterSecret, sync_channel
 from dfs.rpc import admin_pb2, admin_pb2_grpc
 from tests.faults.cluster import NsCluster
 from tests.faults.netns import CLIENT, NFT_TABLE, nft, nft_batch
@@ -50,7 +50,17 @@ class Nemesis:
         self._probe = 0
         self._health: dict[str, health_pb2_grpc.HealthStub] = {}
         self._admin: dict[int, admin_pb2_grpc.AdminStub] = {}
+        self._channels: list[grpc.Channel] = []
         self._started = time.monotonic()
+
+    def _channel(self, addr: str, secret: ClusterSecret | None) -> grpc.Channel:
+        channel = sync_channel(addr, secret)
+        self._channels.append(channel)
+        return channel
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
 
     def note(self, text: str) -> None:
         self.log.events.append(f"{time.monotonic() - self._started:8.2f} {text}")
@@ -76,7 +86,7 @@ class Nemesis:
                 return False
             addr = proc.addr or ""
             if addr not in self._health:
-                self._health[addr] = health_pb2_grpc.HealthStub(grpc.insecure_channel(addr))
+                self._health[addr] = health_pb2_grpc.HealthStub(self._channel(addr, None))
             try:
                 reply = self._health[addr].Check(health_pb2.HealthCheckRequest(), timeout=2.0)
             except grpc.RpcError:
@@ -98,7 +108,7 @@ class Nemesis:
                     continue
                 if node_id not in self._admin:
                     self._admin[node_id] = admin_pb2_grpc.AdminStub(
-                        sync_channel(meta.addrs[node_id], meta.secret))
+                        self._channel(meta.addrs[node_id], meta.secret))
                 try:
                     status = self._admin[node_id].Status(admin_pb2.StatusRequest(), timeout=2.0)
                 except grpc.RpcError:

@@ -20,13 +20,14 @@ from pathlib import Path
 
 from dfs.faults.files import lost_acknowledged, mixed_reads
 from dfs.faults.history import History, Operation, dump_operations
-from dfs.faults.linearizable import check_history
+from dfs.faults.linearizable import DirectoryModel, check_history, first_violation
 from tests.faults.cluster import NsCluster, start_cluster
 from tests.faults.nemesis import Nemesis
 from tests.faults.netns import Network, cleanup_leftovers
 from tests.faults.workloads import (
     FileRecords,
     KvWorkload,
+    directory_worker,
     shared_file_reader,
     shared_file_rewriter,
     small_file_writer,
@@ -42,6 +43,7 @@ class RunResult:
     faults: Counter[str] = field(default_factory=Counter)
     kv_ops: int = 0
     kv_answered: int = 0
+    dir_ops: int = 0
     files_acked: int = 0
     files_attempted: int = 0
     shared_reads: int = 0
@@ -64,7 +66,8 @@ class RunResult:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.faults.items()))
         return (f"seed {self.seed}: {sum(self.faults.values())} faults in "
                 f"{self.duration_s:.0f} s ({kinds}); KV ops {self.kv_ops} "
-                f"({self.kv_answered} answered); files acked {self.files_acked}/"
+                f"({self.kv_answered} answered); directory ops {self.dir_ops}; "
+                f"files acked {self.files_acked}/"
                 f"{self.files_attempted}; shared-file reads {self.shared_reads}; "
                 f"acked writes lost {len(self.lost)}; violations {len(self.violations)}"
                 f"{failover}")
@@ -98,6 +101,7 @@ def _run_with_faults(cluster: NsCluster, rng: random.Random, seed: int,
                      hold_s: tuple[float, float], min_faults: int, result: RunResult,
                      base: Path, progress: Callable[[str], None]) -> None:
     history = History(time.monotonic)
+    dir_history = History(time.monotonic)
     records = FileRecords()
     reader_mount = cluster.start_mount("rmnt")
     stop = threading.Event()
@@ -108,6 +112,9 @@ def _run_with_faults(cluster: NsCluster, rng: random.Random, seed: int,
                            name=f"writer{w}") for w in (1, 2)),
         threading.Thread(target=shared_file_rewriter, args=(cluster.mnt, records, seed, stop),
                          name="rewriter"),
+        *(threading.Thread(target=directory_worker,
+                           args=(cluster.mnt, dir_history, c, seed, stop), name=f"dir{c}")
+          for c in (1, 2)),
         threading.Thread(target=shared_file_reader, args=(reader_mount.path, records, seed,
                                                           stop), name="reader"),
     ]
@@ -125,6 +132,7 @@ def _run_with_faults(cluster: NsCluster, rng: random.Random, seed: int,
         progress("healed")
         time.sleep(1.0)  # a little history after the heal
     finally:
+        nemesis.close()
         stop.set()
         for worker in workers:
             worker.join(timeout=120)
@@ -134,9 +142,18 @@ def _run_with_faults(cluster: NsCluster, rng: random.Random, seed: int,
     result.events = nemesis.log.events
     try:
         _check(reader_mount.path, history.operations(), records, result, base)
+        _check_directories(dir_history.operations(), result, base)
     finally:
         reader_mount.stop()
     progress("checked")
+
+
+def _check_directories(ops: list[Operation], result: RunResult, base: Path) -> None:
+    result.dir_ops = len(ops)
+    bad_dir = first_violation(ops, DirectoryModel())
+    if bad_dir is not None:
+        result.violations.append(f"directory history of {bad_dir!r} is not linearizable")
+        (base / f"dir-history-{result.seed}.jsonl").write_text(dump_operations(ops))
 
 
 def read_uncached(path: Path) -> bytes | None:

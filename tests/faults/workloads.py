@@ -4,6 +4,8 @@
   KV; every call and answer goes into a History for the linearizability checker.
 - Small files: writers create files with unique contents, fsync and close them; a
   version is acknowledged once close returns.
+- Directory: clients create, mkdir, unlink, rename and list in one shared
+  directory; the directory model checks the history.
 - Shared files: one writer rewrites a few files whole (same length each version),
   a reader on another mount reads them whole; every read is kept for the mixed-read
   checker.
@@ -14,6 +16,8 @@ not have happened, and the checkers allow both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
 import random
@@ -207,3 +211,56 @@ def shared_file_reader(mnt: Path, records: FileRecords, seed: int, stop: threadi
         if content is not None:
             records.read(path.name, content)
         time.sleep(pace_s)
+
+
+# -- metadata operations on a shared directory ---------------------------------------
+
+DIR_NAMES = [b"n%d" % i for i in range(6)]
+ANSWERED_ERRNOS = frozenset({0, errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTDIR})
+
+
+def directory_worker(mnt: Path, history: History, client: int, seed: int,
+                     stop: threading.Event, pace_s: float = 0.02) -> None:
+    """create, mkdir, unlink, rename and list in one shared directory; each answer
+    (an errno, or the sorted listing) recorded for the directory model."""
+    rng = random.Random(seed * 31337 + client)
+    shared = mnt / "dirs" / "d0"
+    while not stop.is_set():
+        try:
+            shared.mkdir(parents=True, exist_ok=True)
+            break
+        except OSError:
+            time.sleep(0.2)
+    key = b"dirs/d0"
+    base = os.fsencode(shared)
+    while not stop.is_set():
+        kind = rng.choices(["create", "mkdir", "unlink", "rename", "list"],
+                           weights=[3, 1, 2, 3, 3])[0]
+        name, source = rng.choice(DIR_NAMES), rng.choice(DIR_NAMES)
+        if kind == "list":
+            handle = history.invoke(client, "list", key)
+            with contextlib.suppress(OSError):  # unanswered: stays pending
+                history.complete(handle, tuple(sorted(os.listdir(base))))
+        else:
+            handle = history.invoke(client, kind, key, name,
+                                    source if kind == "rename" else None)
+            outcome = _directory_call(kind, base, name, source)
+            if outcome in ANSWERED_ERRNOS:
+                history.complete(handle, outcome)
+        time.sleep(pace_s)
+
+
+def _directory_call(kind: str, base: bytes, name: bytes, source: bytes) -> int:
+    path = os.path.join(base, name)
+    try:
+        if kind == "create":
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        elif kind == "mkdir":
+            os.mkdir(path)
+        elif kind == "unlink":
+            os.unlink(path)
+        else:
+            os.rename(os.path.join(base, source), path)
+    except OSError as err:
+        return err.errno or -1
+    return 0
