@@ -27,6 +27,7 @@ from dfs.admin.common import (
     admin_channel,
     fetch_status,
     leader_addr,
+    print_table,
 )
 from dfs.admin.data_cli import USAGE as DATA_USAGE
 from dfs.admin.data_cli import data_command, rebalance_status, ring_command, scrub_command
@@ -118,16 +119,9 @@ def meta_status(target: Target, as_json: bool) -> int:
         print(json.dumps({"leader": leader, "members": members}))
     else:
         print(f"leader: {leader if leader is not None else 'none'}")
-        print(
-            f"{'id':>3}  {'address':<22} {'role':<12} {'ballot':<8} {'chosen':>8} "
-            f"{'applied':>8} {'lease ms':>8}"
-        )
-        for m in members:
-            print(
-                f"{m['id'] if m['id'] is not None else '-':>3}  {m['addr']:<22} "
-                f"{m['role']:<12} {m['ballot'] or '-':<8} {_num(m['chosen']):>8} "
-                f"{_num(m['applied']):>8} {_num(m['lease_ms']):>8}"
-            )
+        print_table(["id", "address", "role", "ballot", "chosen", "applied", "lease ms"],
+                    [[m["id"], m["addr"], m["role"], m["ballot"], m["chosen"], m["applied"],
+                      m["lease_ms"]] for m in members])
     healthy = leader is not None and all(m["role"] != "unreachable" for m in members)
     return EXIT_OK if healthy else EXIT_PROBLEM
 
@@ -178,10 +172,6 @@ def meta_snapshot(target: Target) -> int:
                 continue
         print(f"{addr}: {reply.message}")
     return EXIT_PROBLEM if problems else EXIT_OK
-
-
-def _num(value: object) -> str:
-    return "-" if value is None else str(value)
 
 
 async def kv_command(target: Target, words: list[str], as_json: bool) -> int:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from dfs.auth import ClusterSecret, sync_channel
 from dfs.rpc import admin_pb2, admin_pb2_grpc
@@ -69,3 +71,15 @@ def progress_bar(unit: str, shown: bool = True) -> Progress:
                     TextColumn("{task.completed}/{task.total} " + unit), TimeElapsedColumn(),
                     console=Console(stderr=True), transient=True,
                     disable=not shown or not sys.stderr.isatty())
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[object]],
+                title: str | None = None, left: Collection[str] = ("address", "addr", "state",
+                                                                    "role", "domain")) -> None:
+    """A human table on stdout: numbers right-aligned, the `left` columns left."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    for row in rows:
+        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+    Console(highlight=False).print(table)

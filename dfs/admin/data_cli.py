@@ -23,6 +23,7 @@ from dfs.admin.common import (
     admin_channel,
     fetch_status,
     leader_addr,
+    print_table,
     progress_bar,
 )
 from dfs.rpc import admin_pb2, admin_pb2_grpc, common_pb2
@@ -96,13 +97,12 @@ def data_list(target: Target, as_json: bool) -> int:
     print(f"ring epoch {listing.ring_epoch}, R = {listing.replicas}, "
           f"{listing.live_chunks} live chunks, {listing.under_replicated} under-replicated, "
           f"{listing.lost} lost, {listing.misplaced} misplaced copies")
-    print(f"{'id':>4}  {'address':<22} {'state':<9} {'weight':>6} {'used MB':>9} "
-          f"{'chunks':>7} {'under':>6} {'lost':>5} {'misplaced':>9} {'pass':>5} {'heard':>7}")
-    for s in listing.servers:
-        heard = "never" if s.heard_s_ago < 0 else f"{s.heard_s_ago:.1f}s"
-        print(f"{s.id:>4}  {s.addr:<22} {s.state:<9} {s.weight:>6} {s.used / 1e6:>9.1f} "
-              f"{s.chunks:>7} {s.under_replicated:>6} {s.lost:>5} {s.misplaced:>9} "
-              f"{s.pass_epoch:>5} {heard:>7}")
+    print_table(["id", "address", "state", "weight", "used MB", "chunks", "under", "lost",
+                 "misplaced", "pass", "heard"],
+                [[s.id, s.addr, s.state, s.weight, f"{s.used / 1e6:.1f}", s.chunks,
+                  s.under_replicated, s.lost, s.misplaced, s.pass_epoch,
+                  "never" if s.heard_s_ago < 0 else f"{s.heard_s_ago:.1f}s"]
+                 for s in listing.servers])
     return EXIT_OK if healthy else EXIT_PROBLEM
 
 
@@ -125,10 +125,9 @@ def ring_show(target: Target, as_json: bool) -> int:
         return EXIT_OK
     print(f"epoch {ring.epoch}, R = {ring.replicas}, min_replicas = {ring.min_replicas}, "
           f"{ring.vnodes_per_weight} vnodes per weight")
-    print(f"{'id':>4}  {'address':<22} {'state':<9} {'weight':>6}  domain")
-    for m in ring.members:
-        print(f"{m.id:>4}  {m.addr:<22} {STATE_NAMES.get(m.state, '?'):<9} {m.weight:>6}  "
-              f"{m.domain or '-'}")
+    print_table(["id", "address", "state", "weight", "domain"],
+                [[m.id, m.addr, STATE_NAMES.get(m.state, "?"), m.weight, m.domain or None]
+                 for m in ring.members])
     return EXIT_OK
 
 
@@ -165,9 +164,8 @@ def ring_plan(target: Target, request: admin_pb2.RingPlanRequest, as_json: bool)
           f"change homes; {plan.copies_moved} of {plan.copies_before} copies "
           f"({fraction:.1%}), {plan.bytes_moved / 1e6:.1f} MB of "
           f"{plan.bytes_total / 1e6:.1f} MB would move")
-    print(f"{'id':>4}  {'gains':>7} {'gains MB':>9} {'drops':>7}")
-    for m in plan.members:
-        print(f"{m.id:>4}  {m.gained:>7} {m.gained_bytes / 1e6:>9.1f} {m.dropped:>7}")
+    print_table(["id", "gains", "gains MB", "drops"],
+                [[m.id, m.gained, f"{m.gained_bytes / 1e6:.1f}", m.dropped] for m in plan.members])
     return EXIT_OK
 
 
@@ -267,16 +265,11 @@ def scrub_status(target: Target, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"servers": rows}))
         return EXIT_PROBLEM if problems else EXIT_OK
-    print(f"{'id':>4}  {'address':<22} {'state':<8} {'passes':>6} {'checked':>15} "
-          f"{'MB':>8} {'bad':>4} {'repaired':>8} {'MB/s':>6}")
-    for r in rows:
-        if not r["reachable"]:
-            print(f"{r['id']:>4}  {r['addr']:<22} unreachable")
-            continue
-        checked = f"{r['chunks']}/{r['held']}"
-        print(f"{r['id']:>4}  {r['addr']:<22} {'running' if r['running'] else 'idle':<8} "
-              f"{r['passes']:>6} {checked:>15} {r['bytes'] / 1e6:>8.1f} {r['bad']:>4} "
-              f"{r['repaired']:>8} {r['rate'] / 1e6:>6.1f}")
+    print_table(["id", "address", "state", "passes", "checked", "MB", "bad", "repaired", "MB/s"],
+                [[r["id"], r["addr"], "unreachable"] + [None] * 6 if not r["reachable"] else
+                 [r["id"], r["addr"], "running" if r["running"] else "idle", r["passes"],
+                  f"{r['chunks']}/{r['held']}", f"{r['bytes'] / 1e6:.1f}", r["bad"],
+                  r["repaired"], f"{r['rate'] / 1e6:.1f}"] for r in rows])
     return EXIT_PROBLEM if problems else EXIT_OK
 
 
@@ -302,15 +295,9 @@ def rebalance_status(target: Target, as_json: bool) -> int:
           + ("balanced" if done else
              f"moving ({listing.misplaced} copies to drop, {listing.under_replicated} chunks "
              f"under-replicated{'' if listing.settled else ', passes at this epoch pending'})"))
-    print(f"{'id':>4}  {'state':<9} {'live held':>9} {'misplaced':>9} {'pass':>5} "
-          f"{'pushed':>7} {'pushed MB':>9} {'dropped':>7}")
-    for r in rows:
-        pushed_mb = "-" if r["pushed_bytes"] is None else f"{r['pushed_bytes'] / 1e6:.1f}"
-        print(f"{r['id']:>4}  {r['state']:<9} {r['live_held']:>9} {r['misplaced']:>9} "
-              f"{r['pass_epoch']:>5} {_dash(r['pushed']):>7} {pushed_mb:>9} "
-              f"{_dash(r['dropped']):>7}")
+    print_table(["id", "state", "live held", "misplaced", "pass", "pushed", "pushed MB",
+                 "dropped"],
+                [[r["id"], r["state"], r["live_held"], r["misplaced"], r["pass_epoch"],
+                  r["pushed"], None if r["pushed_bytes"] is None
+                  else f"{r['pushed_bytes'] / 1e6:.1f}", r["dropped"]] for r in rows])
     return EXIT_OK if done else EXIT_PROBLEM
-
-
-def _dash(value: object) -> str:
-    return "-" if value is None else str(value)
