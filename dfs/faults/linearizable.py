@@ -54,8 +54,11 @@ Entries = frozenset[tuple[bytes, bool]]  # (name, is a directory)
 
 
 class DirectoryModel:
-    """One directory's entries. Outputs are errno values (0: success), a listing is
-    the sorted names. Files are created, renamed and unlinked; directories made."""
+    """One directory's entries. Outputs are errno values (0: success; stat: 0 when
+    the name exists), a listing is the sorted names. Files are created, renamed and
+    unlinked; directories made. A listing is checked as one atomic read, which
+    readdir through a mount is not (POSIX leaves entries changed meanwhile open), so
+    mount workloads probe names with stat instead."""
 
     def initial(self) -> Entries:
         return frozenset()
@@ -74,6 +77,8 @@ class DirectoryModel:
     def _effect(
         op: Operation, names: dict[bytes, bool], name: bytes
     ) -> tuple[int, dict[bytes, bool]]:
+        if op.kind == "stat":
+            return (0 if name in names else errno.ENOENT), names
         if op.kind in ("create", "mkdir"):
             if name in names:
                 return errno.EEXIST, names

@@ -122,6 +122,8 @@ def test_directory_history_linearizable() -> None:
         dir_op("unlink", 11, 12, b"b"),
         dir_op("unlink", 11.5, 12.5, b"b", errno.ENOENT),
         listing(13, 14, b"sub"),
+        dir_op("stat", 15, 16, b"sub"),
+        dir_op("stat", 15, 16, b"b", errno.ENOENT),
     ]
     assert first_violation(ops, DirectoryModel()) is None
 
@@ -131,6 +133,15 @@ def test_directory_entry_back_from_the_dead_is_rejected() -> None:
         dir_op("create", 0, 1, b"a"),
         dir_op("unlink", 2, 3, b"a"),
         listing(4, 5, b"a"),
+    ]
+    assert first_violation(ops, DirectoryModel()) == b"/d"
+
+
+def test_stat_of_a_renamed_away_name_is_rejected() -> None:
+    ops = [
+        dir_op("create", 0, 1, b"a"),
+        dir_op("rename", 2, 3, b"b", source=b"a"),
+        dir_op("stat", 4, 5, b"a"),  # found although renamed away before the call
     ]
     assert first_violation(ops, DirectoryModel()) == b"/d"
 

@@ -4,7 +4,7 @@
   KV; every call and answer goes into a History for the linearizability checker.
 - Small files: writers create files with unique contents, fsync and close them; a
   version is acknowledged once close returns.
-- Directory: clients create, mkdir, unlink, rename and list in one shared
+- Directory: clients create, mkdir, unlink, rename and stat names in one shared
   directory; the directory model checks the history.
 - Shared files: one writer rewrites a few files whole (same length each version),
   a reader on another mount reads them whole; every read is kept for the mixed-read
@@ -16,7 +16,6 @@ not have happened, and the checkers allow both.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -221,8 +220,8 @@ ANSWERED_ERRNOS = frozenset({0, errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.
 
 def directory_worker(mnt: Path, history: History, client: int, seed: int,
                      stop: threading.Event, pace_s: float = 0.02) -> None:
-    """create, mkdir, unlink, rename and list in one shared directory; each answer
-    (an errno, or the sorted listing) recorded for the directory model."""
+    """create, mkdir, unlink, rename and stat in one shared directory; each answer
+    (an errno) recorded for the directory model."""
     rng = random.Random(seed * 31337 + client)
     shared = mnt / "dirs" / "d0"
     while not stop.is_set():
@@ -234,19 +233,13 @@ def directory_worker(mnt: Path, history: History, client: int, seed: int,
     key = b"dirs/d0"
     base = os.fsencode(shared)
     while not stop.is_set():
-        kind = rng.choices(["create", "mkdir", "unlink", "rename", "list"],
+        kind = rng.choices(["create", "mkdir", "unlink", "rename", "stat"],
                            weights=[3, 1, 2, 3, 3])[0]
         name, source = rng.choice(DIR_NAMES), rng.choice(DIR_NAMES)
-        if kind == "list":
-            handle = history.invoke(client, "list", key)
-            with contextlib.suppress(OSError):  # unanswered: stays pending
-                history.complete(handle, tuple(sorted(os.listdir(base))))
-        else:
-            handle = history.invoke(client, kind, key, name,
-                                    source if kind == "rename" else None)
-            outcome = _directory_call(kind, base, name, source)
-            if outcome in ANSWERED_ERRNOS:
-                history.complete(handle, outcome)
+        handle = history.invoke(client, kind, key, name, source if kind == "rename" else None)
+        outcome = _directory_call(kind, base, name, source)
+        if outcome in ANSWERED_ERRNOS:
+            history.complete(handle, outcome)  # otherwise unanswered: it stays pending
         time.sleep(pace_s)
 
 
@@ -257,6 +250,8 @@ def _directory_call(kind: str, base: bytes, name: bytes, source: bytes) -> int:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         elif kind == "mkdir":
             os.mkdir(path)
+        elif kind == "stat":
+            os.lstat(path)
         elif kind == "unlink":
             os.unlink(path)
         else:
