@@ -107,16 +107,18 @@ def _run_with_faults(cluster: NsCluster, rng: random.Random, seed: int,
     stop = threading.Event()
     kv = KvWorkload(cluster.meta.addr_list, cluster.meta.secret, history, seed)
     workers = [
-        threading.Thread(target=kv.run, args=(stop,), name="kv"),
+        threading.Thread(target=kv.run, args=(stop,), name="kv", daemon=True),
         *(threading.Thread(target=small_file_writer, args=(cluster.mnt, records, w, seed, stop),
-                           name=f"writer{w}") for w in (1, 2)),
+                           name=f"writer{w}", daemon=True) for w in (1, 2)),
         threading.Thread(target=shared_file_rewriter, args=(cluster.mnt, records, seed, stop),
-                         name="rewriter"),
+                         name="rewriter", daemon=True),
         *(threading.Thread(target=directory_worker,
-                           args=(cluster.mnt, dir_history, c, seed, stop), name=f"dir{c}")
+                           args=(cluster.mnt, dir_history, c, seed, stop), name=f"dir{c}",
+                           daemon=True)
           for c in (1, 2)),
         threading.Thread(target=shared_file_reader, args=(reader_mount.path, records, seed,
-                                                          stop), name="reader"),
+                                                          stop), name="reader",
+                         daemon=True),
     ]
     nemesis = Nemesis(cluster, rng, hold_s, kinds)
     try:
@@ -134,8 +136,12 @@ def _run_with_faults(cluster: NsCluster, rng: random.Random, seed: int,
     finally:
         nemesis.close()
         stop.set()
+        join_deadline = time.monotonic() + 120  # one bound for all: a hung mount stops none
         for worker in workers:
-            worker.join(timeout=120)
+            worker.join(timeout=max(0.1, join_deadline - time.monotonic()))
+        hung = [worker.name for worker in workers if worker.is_alive()]
+        if hung:
+            result.violations.append(f"workloads still blocked 120 s after the end: {hung}")
     progress("workloads stopped; checking")
     result.faults = nemesis.log.faults
     result.failovers_s = nemesis.log.failovers_s
