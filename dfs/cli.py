@@ -142,6 +142,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--session-timeout-ms", type=int, default=30_000,
                    help="client sessions expire after this long without a keepalive "
                    "(must be the same on every replica)")
+    p.add_argument("--data-out-after-s", type=float,
+                   help="a data server silent this long is taken out of the ring and its "
+                   "chunks repaired elsewhere (default 300)")
     p.add_argument("--snapshot-every", type=int, default=10_000,
                    help="take a snapshot every this many chosen slots (the WAL before it goes)")
     p.add_argument("--wal-segment-bytes", type=int, default=64 * 1024 * 1024,

@@ -26,7 +26,7 @@ from dfs.config import ConfigError, require
 from dfs.datadir import INSECURE_CLUSTER_ID, DataDirError, Identity, claim
 from dfs.logs import setup_logging
 from dfs.meta.cluster_service import ClusterService
-from dfs.meta.duties import LeaderDuties
+from dfs.meta.duties import DutyTimes, LeaderDuties
 from dfs.meta.kv_service import KvService
 from dfs.meta.meta_service import MetaService
 from dfs.meta.proposer import Proposer
@@ -87,6 +87,7 @@ class MetaSettings:
     snapshot_every: int = 10_000
     wal_segment_bytes: int = 64 * 1024 * 1024
     snapshot_send_rate: int = 0  # bytes/s of a snapshot transfer; 0: no cap
+    data_out_after_s: float = DutyTimes.out_after_s  # a down data server goes out after this
 
 
 def settings_from_args(args: argparse.Namespace) -> MetaSettings:
@@ -112,6 +113,9 @@ def settings_from_args(args: argparse.Namespace) -> MetaSettings:
     send_rate = getattr(args, "snapshot_send_rate", 0) or 0
     if send_rate < 0:
         raise UsageError("--snapshot-send-rate must be >= 0")
+    out_after_s = getattr(args, "data_out_after_s", None) or DutyTimes.out_after_s
+    if out_after_s <= DutyTimes.down_after_s:
+        raise UsageError(f"--data-out-after-s must exceed {DutyTimes.down_after_s:g} s")
     return MetaSettings(
         args.id,
         args.listen,
@@ -122,6 +126,7 @@ def settings_from_args(args: argparse.Namespace) -> MetaSettings:
         args.snapshot_every,
         args.wal_segment_bytes,
         send_rate,
+        out_after_s,
     )
 
 
@@ -213,7 +218,7 @@ async def serve(settings: MetaSettings, bootstrap: Config, cluster_id: str) -> N
     )
     node.cluster_id = cluster_id
     proposer = Proposer(node, state)
-    duties = LeaderDuties(node, state)
+    duties = LeaderDuties(node, state, DutyTimes(out_after_s=settings.data_out_after_s))
     services = [
         lambda s: paxos_pb2_grpc.add_PaxosServicer_to_server(node.service, s),
         lambda s: meta_pb2_grpc.add_KvServicer_to_server(KvService(node, state, planted), s),

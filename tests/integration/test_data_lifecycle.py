@@ -186,6 +186,7 @@ def test_scrub_repair_rebalance_and_drain(procs: ProcessSet, secret_file: Path) 
 LONG_S = float(os.environ.get("DFS_LIFECYCLE_LONG_S", "1800"))
 LONG_FLAGS = ["--pass-interval-s", "2", "--sweep-interval-s", "5", "--sweep-grace-s", "10",
               "--scrub-rate-mbps", "8", "--scrub-rest-s", "60"]
+LONG_META_FLAGS = ["--session-timeout-ms", "5000", "--data-out-after-s", "15"]
 MIN_UP = 4  # R = 3 writes need 3 up servers; one more so a kill never stalls them
 
 
@@ -253,7 +254,8 @@ async def churn_step(churn: Churn, client: MetaClient, files: FileData) -> None:
         victim = rng.choice(sorted(churn.up))
         churn.cluster.kill(victim)
         churn.up.discard(victim)
-        assert await admin_ok(churn.cluster, "data", "out", str(victim))
+        if rng.random() < 0.5:  # else the leader marks it down, then out (LONG_META_FLAGS)
+            assert await admin_ok(churn.cluster, "data", "out", str(victim))
         churn.leaving.add(victim)
         churn.did("kill")
     elif action == "drain" and len(churn.up) > MIN_UP:
@@ -289,7 +291,7 @@ async def remove_finished(churn: Churn) -> None:
 @pytest.mark.long
 @pytest.mark.timeout(LONG_S + 900)
 def test_random_churn_then_full_verification(procs: ProcessSet, secret_file: Path) -> None:
-    meta = make_meta_cluster(procs, secret_file, extra_args=["--session-timeout-ms", "5000"])
+    meta = make_meta_cluster(procs, secret_file, extra_args=LONG_META_FLAGS)
     meta.start_all()
     cluster = make_data_cluster(meta, count=5, extra_args=LONG_FLAGS)
     cluster.start_all()
