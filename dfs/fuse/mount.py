@@ -51,6 +51,10 @@ TUNING_OPTIONS = {
 }
 
 
+UNMOUNT_POLL_S = 1.0
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
 class MountError(Exception):
     """The mount cannot start: the message says why, in one line."""
 
@@ -134,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
     # credentials (groups included) on every path component, also where its dentry
     # cache answers without a lookup; the servers still check every change.
     fuse_options = {"fsname=dfs", "subtype=dfs", "default_permissions", *kernel_options}
+    # Resolved before mounting: once mounted, a stat of the mount point from this
+    # process waits for this process's own loop.
+    resolved = str(mountpoint.resolve())
     try:
         pyfuse3.init(operations, str(mountpoint), fuse_options)
     except RuntimeError as err:
@@ -143,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     log.info("mounted at %s (metadata servers %s)", mountpoint, ",".join(addrs))
     try:
-        trio.run(_serve)
+        trio.run(_serve, resolved)
     finally:
         with contextlib.suppress(Exception):
             bridge.run_sync(fs.flush_all(), timeout_s=options.request_deadline_s)
@@ -157,11 +164,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve() -> None:
+async def _serve(mountpoint: str) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        nursery.start_soon(_stop_on_unmount, mountpoint)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+
+
+async def _stop_on_unmount(mountpoint: str) -> None:
+    """End the session once the mount is gone. pyfuse3's loop normally ends by itself
+    at an unmount, but after a sequential read served by client read-ahead it was
+    seen to keep waiting for minutes with no request in flight."""
+    while True:
+        await trio.sleep(UNMOUNT_POLL_S)
+        if not _listed_as_mounted(mountpoint):
+            log.info("%s was unmounted: stopping", mountpoint)
+            pyfuse3.terminate()
+            return
 
 
 async def _stop_on_signal(scope: trio.CancelScope) -> None:
@@ -170,6 +190,13 @@ async def _stop_on_signal(scope: trio.CancelScope) -> None:
             log.info("signal %d: flushing and unmounting", signum)
             pyfuse3.terminate()
             return
+
+
+def _listed_as_mounted(resolved_path: str) -> bool:
+    """Whether the kernel lists a mount at `resolved_path`. Never touches the path
+    itself: from the mount's own loop, a stat of its root would wait for the loop."""
+    return any(line.split()[4] == resolved_path
+               for line in MOUNTINFO.read_text().splitlines())
 
 
 def umount(mountpoint: str) -> int:
