@@ -31,9 +31,15 @@ SEED_ENV = "DFS_FSX_SEED"
 WORKERS = 16
 
 
+# Small write-back buffers, so the exerciser's writes (up to 64 KiB) are sealed and
+# uploaded in the background and committed in order, not only at close.
+MOUNT_OPTIONS = "upload_at=0.0625,write_buffer=0.25"
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with running_cluster(tmp_path_factory.mktemp("fsx")) as running:
+    with running_cluster(tmp_path_factory.mktemp("fsx"), "--mount-options",
+                         MOUNT_OPTIONS) as running:
         yield running
 
 
@@ -42,28 +48,33 @@ def first_seed(default: int) -> int:
 
 
 def run_sequences(cluster: LocalCluster, local: Path, seed: int, ops: int,
-                  timeout_s: float) -> None:
-    """WORKERS sequences (seeds seed, seed+1, ...) of ops/WORKERS operations each."""
+                  timeout_s: float, progress: int = 0) -> None:
+    """WORKERS sequences (seeds seed, seed+1, ...) of ops/WORKERS operations each; each
+    worker's output goes to local/fsx-SEED.log as it runs (progress lines if asked)."""
     env = {**os.environ, RUN_TOKEN_ENV: RUN_TOKEN, "PYTHONPATH": str(REPO_ROOT)}
     workers = []
     for index in range(WORKERS):
+        name = f"fsx-{seed + index}"
         argv = [sys.executable, "-m", "tests.integration.fsx", "--seed", str(seed + index),
-                "--ops", str(ops // WORKERS), str(cluster.mount / f"fsx-{seed + index}"),
-                str(local / f"fsx-{seed + index}")]
-        workers.append(subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True))
+                "--ops", str(ops // WORKERS), "--progress", str(progress),
+                str(cluster.mount / name), str(local / name)]
+        log_path = local / f"{name}.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        workers.append((proc, log_path))
     deadline = time.monotonic() + timeout_s
-    reports = []
-    for worker in workers:
+    failed = []
+    for proc, log_path in workers:
         try:
-            output, _ = worker.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            worker.kill()
-            output, _ = worker.communicate()
-            output += f"\n(timed out after {timeout_s:.0f} s)"
-        reports.append((worker.returncode, output.strip()))
-    failed = [output for code, output in reports if code != 0]
-    print("\n".join(output.splitlines()[-1] for _, output in reports if output))
+            proc.kill()
+            proc.wait()
+        output = log_path.read_text().strip()
+        print(output.splitlines()[-1] if output else f"{log_path.name}: no output")
+        if proc.returncode != 0:
+            failed.append(output or f"{log_path.name}: exit {proc.returncode}")
     assert not failed, "\n\n".join(failed)
 
 
@@ -79,4 +90,4 @@ def test_a_million_operations_match_a_local_directory(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     run_sequences(cluster, tmp_path, first_seed(time.time_ns() % 1_000_000), 1_000_000,
-                  timeout_s=4 * 3600 - 60)
+                  timeout_s=4 * 3600 - 60, progress=5_000)
