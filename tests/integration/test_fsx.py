@@ -33,7 +33,7 @@ WORKERS = 16
 
 # Small write-back buffers, so the exerciser's writes (up to 64 KiB) are sealed and
 # uploaded in the background and committed in order, not only at close.
-MOUNT_OPTIONS = "upload_at=0.0625,write_buffer=0.25"
+MOUNT_OPTIONS = "upload_at=0.125,write_buffer=0.5"
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +78,11 @@ def run_sequences(cluster: LocalCluster, local: Path, seed: int, ops: int,
     assert not failed, "\n\n".join(failed)
 
 
+@pytest.mark.timeout(400)
 def test_ten_thousand_operations_match_a_local_directory(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    run_sequences(cluster, tmp_path, first_seed(1), 10_000, timeout_s=100)
+    run_sequences(cluster, tmp_path, first_seed(1), 10_000, timeout_s=360, progress=200)
 
 
 @pytest.mark.long
