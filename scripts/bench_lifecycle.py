@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -51,6 +53,7 @@ MB = 1e6
 R = 3
 CONCURRENCY = 4
 SETTLE_TIMEOUT_S = 600.0
+LEADER_ATTEMPTS = 30
 
 
 def log(message: str) -> None:
@@ -64,20 +67,31 @@ class Admin:
         self.cluster = cluster
         self.target = Target(cluster.meta.addr_list, cluster.meta.secret)
 
-    def _leader(self) -> admin_pb2_grpc.AdminStub:
-        channel = sync_channel(leader_addr(self.target), self.target.secret)
-        return admin_pb2_grpc.AdminStub(channel)
+    def _at_leader(self, method: str, request: Any, timeout: float = 30) -> Any:
+        """One call at the leader; a leader change or a refused connection on a loaded
+        machine is retried for a while, not fatal to a long run."""
+        for attempt in range(LEADER_ATTEMPTS):
+            try:
+                with sync_channel(leader_addr(self.target), self.target.secret) as channel:
+                    return getattr(admin_pb2_grpc.AdminStub(channel), method)(
+                        request, timeout=timeout)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or attempt == LEADER_ATTEMPTS - 1:
+                    raise
+            time.sleep(1.0)
+        raise AssertionError("unreachable")
 
     def out(self, server_id: int) -> None:
-        reply = self._leader().DataOut(admin_pb2.DataMemberRequest(id=server_id), timeout=30)
+        reply = self._at_leader("DataOut", admin_pb2.DataMemberRequest(id=server_id))
         assert reply.ok, reply.message
 
     def data_list(self) -> admin_pb2.DataListReply:
-        reply: admin_pb2.DataListReply = self._leader().DataList(common_pb2.Empty(), timeout=30)
+        reply: admin_pb2.DataListReply = self._at_leader("DataList", common_pb2.Empty())
         return reply
 
     def plan(self, action: str, server_id: int, addr: str = "") -> admin_pb2.RingPlanReply:
-        reply: admin_pb2.RingPlanReply = self._leader().RingPlan(
+        reply: admin_pb2.RingPlanReply = self._at_leader(
+            "RingPlan",
             admin_pb2.RingPlanRequest(action=action, id=server_id, addr=addr, weight=1),
             timeout=120)
         return reply
