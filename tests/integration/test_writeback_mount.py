@@ -1,12 +1,16 @@
 """Write-back through a real mount: thousands of random 4 KiB writes into a 64 MiB file
 are buffered, coalesced and committed by one fsync (one chunk per block touched, one
 commit), and a second mount, whose page cache never held the bytes, reads back exactly
-what a local model holds. The fsync's time is printed, not asserted."""
+what a local model holds. The fsync's time is printed, not asserted. Then a data
+server is killed while a writer's uploads are in flight: nothing acknowledged is lost."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +65,40 @@ def test_random_4k_writes_then_fsync_read_back_on_another_mount(cluster: LocalCl
         print(f"read back on a second mount: {time.monotonic() - started:.2f} s")
     assert len(got) == FILE_SIZE
     assert got == bytes(model)
+
+
+def test_data_server_killed_while_uploads_are_in_flight(cluster: LocalCluster) -> None:
+    """A writer streams 48 MiB (uploads run in the background as it writes); one data
+    server is killed (-9) partway. Its fsync then succeeds (the failed copies went to
+    the next live servers) or reports EIO, and a second mount reads every
+    acknowledged byte back: the first fsynced 8 MiB always, everything after a
+    successful fsync."""
+    rng = random.Random(48)
+    first = rng.randbytes(8 * MIB)
+    rest = [rng.randbytes(MIB) for _ in range(40)]
+    path = cluster.mount / "killed-during-upload"
+    victim = int(str(cluster.record()["data"][0]["pid"]))  # type: ignore[index]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        assert os.write(fd, first) == len(first)
+        os.fsync(fd)  # acknowledged
+        outcome = "ok"
+        try:
+            for index, piece in enumerate(rest):
+                if index == 12:
+                    os.kill(victim, signal.SIGKILL)
+                assert os.write(fd, piece) == MIB
+            os.fsync(fd)
+        except OSError as err:
+            assert err.errno == errno.EIO, err
+            outcome = "EIO"
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    print(f"\nfsync after a data server was killed mid-upload: {outcome}")
+    base = Path(str(cluster.mount) + "-c")
+    with extra_mount(cluster, base, "") as second:
+        got = (second.path / path.name).read_bytes()
+    assert got[: len(first)] == first
+    if outcome == "ok":
+        assert got == first + b"".join(rest)
