@@ -129,22 +129,28 @@ class FsckRunner:
         del image  # the report keeps what is needed; the image can be large
         yield _progress("namespace", 1, 1)
         census = ChunkCensus()
-        async for update in self._list_chunks(census, request.verify, report):
-            yield update
-        findings = self._namespace_findings(report, scope)
-        chunk_findings, orphans = self._chunk_findings(report, census, scope)
-        if request.repair:
-            yield _progress("repair", 0, 2)
-            findings = await self._repair_namespace(context, report, findings)
-            yield _progress("repair", 1, 2)
-            deleted = await self._delete_orphans(orphans, census)
-            chunk_findings = [
-                _finding(f.problem, f.id, f.detail, f.repairable,
-                         f.repaired or (f.problem == "orphan chunk" and f.id in deleted)
-                         or f.problem == "corrupt copy")
-                for f in chunk_findings
-            ]
-            yield _progress("repair", 2, 2)
+        # One set of channels to the data servers for the whole run: listing,
+        # verifying and deleting orphans all talk to the same servers.
+        pool = DataStubPool(self.node.transport.secret)
+        try:
+            async for update in self._list_chunks(pool, census, request.verify, report):
+                yield update
+            findings = self._namespace_findings(report, scope)
+            chunk_findings, orphans = self._chunk_findings(report, census, scope)
+            if request.repair:
+                yield _progress("repair", 0, 2)
+                findings = await self._repair_namespace(context, report, findings)
+                yield _progress("repair", 1, 2)
+                deleted = await self._delete_orphans(pool, orphans, census)
+                chunk_findings = [
+                    _finding(f.problem, f.id, f.detail, f.repairable,
+                             f.repaired or (f.problem == "orphan chunk" and f.id in deleted)
+                             or f.problem == "corrupt copy")
+                    for f in chunk_findings
+                ]
+                yield _progress("repair", 2, 2)
+        finally:
+            await pool.close()
         log.info("fsck at slot %d: %d findings in %.1f s", snap.slot,
                  len(findings) + len(chunk_findings), time.monotonic() - started)
         yield admin_pb2.FsckUpdate(report=admin_pb2.FsckReport(
@@ -169,30 +175,26 @@ class FsckRunner:
             await asyncio.sleep(0.05)
         return await asyncio.to_thread(_newest_snapshot, self.node.data_dir / SNAPSHOT_DIR)
 
-    async def _list_chunks(self, census: ChunkCensus, verify: bool,
+    async def _list_chunks(self, pool: DataStubPool, census: ChunkCensus, verify: bool,
                            report: fsck.NamespaceReport) -> AsyncIterator[admin_pb2.FsckUpdate]:
         ring = self.proposer.state.namespace.state.ring
         # An "out" server may still hold the only copy of something: list it too.
         members = list(ring.members.values())
-        pool = DataStubPool(self.node.transport.secret)
-        try:
+        for index, member in enumerate(members):
+            yield _progress("chunks", index, len(members))
+            try:
+                await self._list_one(pool, member.id, member.addr, census)
+            except grpc.aio.AioRpcError as err:
+                log.warning("fsck: data server %d (%s) not listed: %s", member.id,
+                            member.addr, err.code().name)
+                census.unreachable.append(member.id)
+        yield _progress("chunks", len(members), len(members))
+        if verify:
             for index, member in enumerate(members):
-                yield _progress("chunks", index, len(members))
-                try:
-                    await self._list_one(pool, member.id, member.addr, census)
-                except grpc.aio.AioRpcError as err:
-                    log.warning("fsck: data server %d (%s) not listed: %s", member.id,
-                                member.addr, err.code().name)
-                    census.unreachable.append(member.id)
-            yield _progress("chunks", len(members), len(members))
-            if verify:
-                for index, member in enumerate(members):
-                    yield _progress("verify", index, len(members))
-                    if member.id not in census.unreachable:
-                        await self._verify_one(pool, member.id, member.addr, census, report)
-                yield _progress("verify", len(members), len(members))
-        finally:
-            await pool.close()
+                yield _progress("verify", index, len(members))
+                if member.id not in census.unreachable:
+                    await self._verify_one(pool, member.id, member.addr, census, report)
+            yield _progress("verify", len(members), len(members))
 
     @staticmethod
     async def _list_one(pool: DataStubPool, server: int, addr: str, census: ChunkCensus) -> None:
@@ -293,21 +295,18 @@ class FsckRunner:
             for f in findings
         ]
 
-    async def _delete_orphans(self, orphans: list[int], census: ChunkCensus) -> set[int]:
+    async def _delete_orphans(self, pool: DataStubPool, orphans: list[int],
+                              census: ChunkCensus) -> set[int]:
         ring = self.proposer.state.namespace.state.ring
         addrs = {m.id: m.addr for m in ring.members.values()}
         deleted: set[int] = set()
-        pool = DataStubPool(self.node.transport.secret)
-        try:
-            for chunk_id in orphans:
-                try:
-                    for server in census.holders[chunk_id]:
-                        await pool.stub(addrs[server]).DeleteChunk(
-                            data_pb2.DeleteChunkRequest(chunk_id=chunk_id),
-                            timeout=pool.call_timeout_s)
-                    deleted.add(chunk_id)
-                except (grpc.aio.AioRpcError, KeyError) as err:
-                    log.warning("fsck: orphan chunk %d not deleted: %s", chunk_id, err)
-        finally:
-            await pool.close()
+        for chunk_id in orphans:
+            try:
+                for server in census.holders[chunk_id]:
+                    await pool.stub(addrs[server]).DeleteChunk(
+                        data_pb2.DeleteChunkRequest(chunk_id=chunk_id),
+                        timeout=pool.call_timeout_s)
+                deleted.add(chunk_id)
+            except (grpc.aio.AioRpcError, KeyError) as err:
+                log.warning("fsck: orphan chunk %d not deleted: %s", chunk_id, err)
         return deleted
