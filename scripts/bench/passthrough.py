@@ -11,7 +11,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pyfuse3
@@ -56,10 +56,15 @@ def mount_options(extra: Sequence[str]) -> set[str]:
     return {*pyfuse3.default_options, f"fsname={FS_NAME}", "subtype=passthrough", *extra}
 
 
-async def serve_until_signal(max_tasks: int | None) -> None:
-    """pyfuse3's request loop, ended by SIGTERM/SIGINT or an external unmount."""
+async def serve_until_signal(
+    max_tasks: int | None, *also: Callable[[], Awaitable[None]]
+) -> None:
+    """pyfuse3's request loop, ended by SIGTERM/SIGINT or an external unmount; `also`
+    runs beside it (e.g. a control socket) and is cancelled with it."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_terminate_on_signal)
+        for task in also:
+            nursery.start_soon(task)
         if max_tasks is None:
             await pyfuse3.main()
         else:

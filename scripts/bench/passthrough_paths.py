@@ -26,6 +26,10 @@ class PathTable:
     def inode_at(self, path: bytes) -> int | None:
         return self._inode_at.get(path)
 
+    def known_paths(self) -> list[tuple[bytes, int]]:
+        """Every (path, inode) known, e.g. to drop those changed behind the table's back."""
+        return list(self._inode_at.items())
+
     def add(self, inode: int, path: bytes) -> None:
         previous = self._inode_at.get(path)
         if previous is not None and previous != inode:
