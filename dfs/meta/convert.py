@@ -164,7 +164,8 @@ def make_node_from_pb(pb: meta_pb2.MakeNodeRequest) -> ops.MakeNode:
 def commit_from_pb(pb: meta_pb2.CommitRequest) -> ops.Commit:
     updates = tuple(
         ops.BlockUpdate(
-            u.block, tuple(slice_from_pb(s) for s in u.slices), u.replace, u.replaces_count
+            u.block, tuple(slice_from_pb(s) for s in u.slices), u.replace, u.replaces_count,
+            u.replaces_last_chunk,
         )
         for u in pb.updates
     )

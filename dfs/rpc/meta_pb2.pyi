@@ -1241,12 +1241,17 @@ class BlockUpdate(_message.Message):
     SLICES_FIELD_NUMBER: _builtins.int
     REPLACE_FIELD_NUMBER: _builtins.int
     REPLACES_COUNT_FIELD_NUMBER: _builtins.int
+    REPLACES_LAST_CHUNK_FIELD_NUMBER: _builtins.int
     block: _builtins.int
     """Block index."""
     replace: _builtins.bool
     """Compaction: replace the block's slices with these instead of appending."""
     replaces_count: _builtins.int
     """For replace: the number of slices the client merged (refused if the block changed)."""
+    replaces_last_chunk: _builtins.int
+    """For replace: the chunk of the last slice merged; refused (EAGAIN) when the block's
+    slice at that position names another one, i.e. the block changed meanwhile.
+    """
     @_builtins.property
     def slices(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Slice]:
         """Slices to lay over the block, oldest first."""
@@ -1258,10 +1263,11 @@ class BlockUpdate(_message.Message):
         slices: _abc.Iterable[_common_pb2.Slice] | None = ...,
         replace: _builtins.bool = ...,
         replaces_count: _builtins.int = ...,
+        replaces_last_chunk: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "replace", b"replace", "replaces_count", b"replaces_count", "slices", b"slices"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "replace", b"replace", "replaces_count", b"replaces_count", "replaces_last_chunk", b"replaces_last_chunk", "slices", b"slices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
