@@ -22,6 +22,10 @@ Rules (DESIGN.md, "Data"):
   a transport error, CORRUPT or NOT_FOUND moves to the next copy. Before giving up it
   refreshes the ring once. All copies NOT_FOUND raises ChunkMissing, so the caller
   can refetch its block map.
+- Hedged reads: when the copy asked is slower than nearly all recent reads of that
+  size (hedge.py), the next copy is asked as well, at most HEDGED_COPIES at once; the
+  first good answer wins and the other read is cancelled. A stopped or overloaded
+  server then costs a read the hedge delay, not the call timeout.
 Errors are OSError(errno). This module never talks to the metadata service except
 through the RingSource it is given.
 """
@@ -31,13 +35,17 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import time
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc.aio
 
+from dfs.client.hedge import ReadLatency
 from dfs.client.replicas import (
     DataChannels,
+    ReadOutcome,
     read_copy,
     upload_pieces,
     write_copy,
@@ -52,6 +60,9 @@ log = logging.getLogger(__name__)
 
 # A ring changing this many times during one write means something is wrong.
 MAX_PLACEMENT_ROUNDS = 4
+# Copies of one chunk read at once when the first is slow: one hedge per read bounds
+# the extra load to one more server.
+HEDGED_COPIES = 2
 
 OK = data_pb2.CHUNK_STATUS_OK
 NOT_FOUND = data_pb2.CHUNK_STATUS_NOT_FOUND
@@ -91,11 +102,17 @@ class _Round:
 class ChunkIO:
     """Replicated chunk writes and fail-over reads for one client."""
 
-    def __init__(self, rings: RingSource, channels: DataChannels, chain: bool = False) -> None:
+    def __init__(self, rings: RingSource, channels: DataChannels, chain: bool = False,
+                 hedge: bool = True) -> None:
         self.rings = rings
         self.channels = channels
         self.chain = chain
+        self.hedge = hedge
+        self.latency = ReadLatency()
         self.under_replicated_writes = 0
+        self.served: Counter[str] = Counter()  # reads answered, by data server
+        self.hedged_reads = 0  # reads that asked a further copy because one was slow
+        self.hedge_wins = 0  # reads answered by a copy other than the first asked
 
     # -- writing ---------------------------------------------------------------------
 
@@ -172,23 +189,68 @@ class ChunkIO:
             return b""
         ring = await self.rings.current()
         tried: set[str] = set()
-        all_not_found = True
+        failures: list[ReadOutcome] = []
         for round_number in range(2):
-            for member in ring.read_order(chunk_id):
-                if member.addr in tried:
-                    continue
-                tried.add(member.addr)
-                outcome = await read_copy(self.channels, member.addr, chunk_id, offset, length)
-                if outcome.data is not None:
-                    return outcome.data
-                all_not_found = all_not_found and outcome.status == NOT_FOUND
-                log.info("chunk %016x on %s: %s; trying the next copy", chunk_id, member.addr,
-                         outcome.error)
+            addrs = [m.addr for m in ring.read_order(chunk_id) if m.addr not in tried]
+            tried.update(addrs)
+            data = await self._first_copy(chunk_id, offset, length, addrs, failures)
+            if data is not None:
+                return data
             if round_number == 0:
                 ring = await self.rings.refresh(ring.epoch)  # the ring may have moved on
-        if all_not_found and tried:
+        if failures and all(failure.status == NOT_FOUND for failure in failures):
             raise ChunkMissing(chunk_id)
         raise OSError(errno.EIO, f"no readable copy of chunk {chunk_id:016x}")
+
+    async def _first_copy(self, chunk_id: int, offset: int, length: int, addrs: list[str],
+                          failures: list[ReadOutcome]) -> bytes | None:
+        """The first good answer of the copies at `addrs`, asked in order: the next one
+        when the last failed, or (hedging) when it is slower than the hedge delay.
+        Every failed answer is added to `failures`; None when no copy answered."""
+        waiting = deque(addrs)
+        asked: dict[asyncio.Task[ReadOutcome], str] = {}
+        first_asked = addrs[0] if addrs else ""
+
+        def ask_next() -> None:
+            addr = waiting.popleft()
+            asked[asyncio.ensure_future(self._timed_read(addr, chunk_id, offset, length))] = addr
+
+        try:
+            while waiting or asked:
+                if not asked:
+                    ask_next()
+                may_hedge = self.hedge and waiting and len(asked) < HEDGED_COPIES
+                done, _ = await asyncio.wait(
+                    asked, timeout=self.latency.delay(length) if may_hedge else None,
+                    return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    self.hedged_reads += 1
+                    log.info("chunk %016x: %s is slow; asking the next copy too", chunk_id,
+                             ", ".join(asked.values()))
+                    ask_next()
+                    continue
+                for task in done:
+                    addr = asked.pop(task)
+                    outcome = task.result()
+                    if outcome.data is not None:
+                        self.served[addr] += 1
+                        self.hedge_wins += addr != first_asked
+                        return outcome.data
+                    failures.append(outcome)
+                    log.info("chunk %016x on %s: %s; trying the next copy", chunk_id, addr,
+                             outcome.error)
+        finally:
+            for task in asked:
+                task.cancel()
+        return None
+
+    async def _timed_read(self, addr: str, chunk_id: int, offset: int,
+                          length: int) -> ReadOutcome:
+        started = time.monotonic()
+        outcome = await read_copy(self.channels, addr, chunk_id, offset, length)
+        if outcome.data is not None:
+            self.latency.record(length, time.monotonic() - started)
+        return outcome
 
 
 def _write_candidates(ring: Ring, chunk_id: int) -> list[Member]:

@@ -23,6 +23,7 @@ from dfs.auth import ClusterSecret
 from dfs.channels import CALL_TIMEOUT_S
 from dfs.client.chunkcache import ChunkCache
 from dfs.client.chunkio import ChunkIO, ChunkMissing, StoredChunk
+from dfs.client.compaction import Compactor
 from dfs.client.replicas import DataChannels
 from dfs.client.ringsource import RingSource
 from dfs.client.slices import pieces_of
@@ -154,16 +155,20 @@ class FileData:
         chain: bool = False,
         call_timeout_s: float = CALL_TIMEOUT_S,
         cache_bytes: int = ClientTuning.block_cache_bytes,
+        max_slices: int = ClientTuning.max_slices,
+        hedge_reads: bool = bool(ClientTuning.hedge_reads),
     ) -> None:
         self.meta = meta
         self.rings = RingSource(meta.ring)
         self.channels = DataChannels(secret, call_timeout_s)
-        self.chunks = ChunkIO(self.rings, self.channels, chain=chain)
+        self.chunks = ChunkIO(self.rings, self.channels, chain=chain, hedge=hedge_reads)
         self.ids = ChunkIds(meta.alloc_chunk_ids)
         self._parallel = asyncio.Semaphore(MAX_PARALLEL_CHUNKS)
         self.cache = ChunkCache(cache_bytes)
+        self.compactor = Compactor(self, max_slices)
 
     async def close(self) -> None:
+        await self.compactor.close()
         await self.channels.close()
 
     # -- writing ---------------------------------------------------------------------
@@ -247,6 +252,8 @@ class FileData:
         attr = None
         for batch in _commit_batches(updates):
             attr = await self.meta.commit(caller, ino, batch, _end_of(batch, block_size))
+            for update in batch:
+                self.compactor.added(caller, ino, update.block, len(update.slices), block_size)
         return WriteResult(attr, tuple(chunk for one in staged for chunk in one.chunks))
 
     async def write_chunk(self, data: bytes) -> StoredChunk:
@@ -267,9 +274,8 @@ class FileData:
         block_size: int = DEFAULT_BLOCK_SIZE,
     ) -> BlockMaps:
         """The block maps covering [offset, offset + length) and the file's size."""
-        first = offset // block_size
-        count = max(1, -(-(offset + length) // block_size) - first)
-        reply = await self.meta.block_maps(caller, ino, first, count)
+        blocks = _blocks_of(offset, length, block_size)
+        reply = await self.meta.block_maps(caller, ino, blocks.start, len(blocks))
         return BlockMaps(reply.size, {block_map.block: block_map for block_map in reply.blocks})
 
     async def read(
@@ -287,15 +293,36 @@ class FileData:
         `cached`: through the chunk cache (False for O_DIRECT: neither served nor kept)."""
         if maps is None:
             maps = await self.block_maps(caller, ino, offset, length, block_size)
+        self._count_slices(caller, ino, maps, offset, length, block_size)
         try:
             return await self._assemble(maps, offset, length, block_size, cached)
         except ChunkMissing as missing:
             log.info("%s; refetching the block map of inode %d", missing, ino)
-        maps = await self.block_maps(caller, ino, offset, length, block_size)
+        fresh = await self.block_maps(caller, ino, offset, length, block_size)
+        # The caller's maps learn the fresh blocks (a compaction elsewhere replaces
+        # chunks), so its next read there does not miss again.
+        fetched = _blocks_of(offset, length, block_size)
+        maps.by_block = {
+            **{b: m for b, m in maps.by_block.items() if b not in fetched}, **fresh.by_block
+        }
         try:
-            return await self._assemble(maps, offset, length, block_size, cached)
+            return await self._assemble(fresh, offset, length, block_size, cached)
         except ChunkMissing as missing:
             raise OSError(errno.EIO, str(missing)) from missing
+
+    def _count_slices(self, caller: common_pb2.Caller, ino: int, maps: BlockMaps, offset: int,
+                      length: int, block_size: int) -> None:
+        """Tell the compactor how many slices the blocks of a read hold."""
+        for block in _blocks_of(offset, length, block_size):
+            block_map = maps.by_block.get(block)
+            if block_map is not None:
+                self.compactor.saw(caller, ino, block, len(block_map.slices), block_size)
+
+    async def read_from(self, maps: BlockMaps, offset: int, length: int,
+                        block_size: int) -> bytes:
+        """[offset, offset + length) as `maps` describe it, through the chunk cache
+        (compaction reads a block as of one map this way)."""
+        return await self._assemble(maps, offset, length, block_size, cached=True)
 
     async def prefetch(self, maps: BlockMaps, offset: int, length: int, block_size: int) -> None:
         """Read [offset, offset + length) into the chunk cache (read-ahead); a chunk
@@ -344,6 +371,12 @@ class FileData:
     async def _read_chunk(self, chunk_id: int, offset: int, length: int) -> bytes:
         async with self._parallel:
             return await self.chunks.read_chunk(chunk_id, offset, length)
+
+
+def _blocks_of(offset: int, length: int, block_size: int) -> range:
+    """The blocks [offset, offset + length) touches; at least the one at offset."""
+    first = offset // block_size
+    return range(first, first + max(1, -(-(offset + length) // block_size) - first))
 
 
 @dataclass(frozen=True, slots=True)

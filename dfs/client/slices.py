@@ -58,3 +58,16 @@ def pieces_of(slices: Sequence[SliceFields], start: int, end: int) -> list[Piece
         uncovered = remaining
     found.extend(Piece(lo, hi) for lo, hi in uncovered)
     return sorted(found, key=lambda piece: piece.start)
+
+
+def covered(slices: Sequence[SliceFields], block_size: int) -> list[tuple[int, int]]:
+    """The byte ranges of a block some slice covers, merged and in order."""
+    ranges: list[tuple[int, int]] = []
+    for piece in pieces_of(slices, 0, block_size):
+        if piece.chunk_id is None:
+            continue
+        if ranges and ranges[-1][1] == piece.start:
+            ranges[-1] = (ranges[-1][0], piece.end)
+        else:
+            ranges.append((piece.start, piece.end))
+    return ranges

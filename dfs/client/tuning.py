@@ -1,7 +1,7 @@
 """Sizes a mount's client caches and buffers by (mount options, docs/posix.md).
 
-Only the numbers and their defaults; the caches and buffers that use them live in
-chunkcache.py, fs.py and data.py.
+Only the numbers and their defaults; what uses them lives in chunkcache.py, fs.py,
+data.py, compaction.py and hedge.py.
 """
 
 from __future__ import annotations
@@ -25,6 +25,13 @@ class ClientTuning:
     # Buffered bytes that start a background upload (upload_at=MiB): one block of
     # sequential writes, so uploads run while the writer goes on.
     upload_bytes: int = 4 * MIB
+    # Slices a block may hold before this client merges them into one chunk
+    # (max_slices=N; 0: never). Each slice costs a read a piece and the namespace a
+    # record; each compaction rewrites up to a block, so a few slices are let be.
+    max_slices: int = 8
+    # Ask a second copy when the first is slower than recent reads of that size
+    # (hedge_reads=1; 0 turns it off).
+    hedge_reads: int = 1
 
 
 READAHEAD_START = 256 << 10

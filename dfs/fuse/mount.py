@@ -36,7 +36,8 @@ from dfs.metrics.fuse import instrument_operations
 log = logging.getLogger("dfs.mount")
 
 # Options dfs handles itself (name -> MountOptions field in seconds, or ClientTuning
-# field in bytes given as MiB); everything else goes to the kernel as given.
+# field in bytes given as MiB, or a ClientTuning count or switch given as a whole
+# number); everything else goes to the kernel as given.
 MOUNT_OPTIONS = {
     "attr_timeout": "attr_timeout_s",
     "entry_timeout": "entry_timeout_s",
@@ -48,6 +49,10 @@ TUNING_OPTIONS = {
     "readahead": "readahead_bytes",
     "write_buffer": "write_buffer_bytes",
     "upload_at": "upload_bytes",
+}
+COUNT_OPTIONS = {
+    "max_slices": "max_slices",
+    "hedge_reads": "hedge_reads",
 }
 
 
@@ -91,7 +96,7 @@ def split_options(raw: list[str]) -> tuple[MountOptions, ClientTuning, set[str]]
             if item == "root_squash":
                 squash = True
                 continue
-            if key not in MOUNT_OPTIONS and key not in TUNING_OPTIONS:
+            if key not in MOUNT_OPTIONS | TUNING_OPTIONS | COUNT_OPTIONS:
                 kernel.add(item)
                 continue
             try:
@@ -100,11 +105,14 @@ def split_options(raw: list[str]) -> tuple[MountOptions, ClientTuning, set[str]]
                 raise MountError(f"bad mount option value: {item}") from None
             if number < 0:
                 raise MountError(f"bad mount option value: {item} (negative)")
+            if key in COUNT_OPTIONS and not number.is_integer():
+                raise MountError(f"bad mount option value: {item} (a whole number)")
             ours[key] = number
     options = MountOptions(**{MOUNT_OPTIONS[k]: v for k, v in ours.items()
                               if k in MOUNT_OPTIONS}, root_squash=squash)
-    tuning = ClientTuning(**{TUNING_OPTIONS[k]: int(v * MIB) for k, v in ours.items()
-                             if k in TUNING_OPTIONS})
+    sizes = {TUNING_OPTIONS[k]: int(v * MIB) for k, v in ours.items() if k in TUNING_OPTIONS}
+    counts = {COUNT_OPTIONS[k]: int(v) for k, v in ours.items() if k in COUNT_OPTIONS}
+    tuning = ClientTuning(**sizes, **counts)
     return options, tuning, kernel
 
 
@@ -124,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     bridge = AsyncioBridge()
     meta = MetaClient(addrs, secret, RetryPolicy(deadline_s=options.request_deadline_s),
                       client_name=f"mount:{mountpoint.resolve()}")
-    data = FileData(meta, secret, cache_bytes=tuning.block_cache_bytes)
+    data = FileData(meta, secret, cache_bytes=tuning.block_cache_bytes,
+                    max_slices=tuning.max_slices, hedge_reads=bool(tuning.hedge_reads))
     try:
         bridge.run_sync(meta.open(), timeout_s=options.request_deadline_s + 5)
     except Exception as err:

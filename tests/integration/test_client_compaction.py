@@ -1,0 +1,173 @@
+"""The client's slice compaction and hedged reads on a real cluster (3 `dfs meta` + 4
+`dfs data` processes, R = 3), through the client library.
+
+Compaction: a file overwritten in hundreds of small pieces ends with at most K slices
+in every block (counted through GetBlockMap) and the same bytes as a local model, while
+writes went on during the background compactions; a write that lands between a
+compaction's read and its commit is never lost (the commit is refused when it hid a
+slice, and lays the merged chunk under it when it did not); a compaction leaves mtime
+as it was. Hedged reads: with the first copy of every chunk on a stopped (SIGSTOP)
+server, every read is answered by another copy, and the counters say which.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dfs.client.compaction import Compactor
+from dfs.client.data import DEFAULT_BLOCK_SIZE, FileData
+from dfs.client.meta import MetaClient
+from tests.support.data_cluster import (
+    ROOT,
+    ROOT_INO,
+    DataCluster,
+    make_data_cluster,
+    run_with_client,
+)
+from tests.support.meta_cluster import make_meta_cluster
+from tests.support.procs import ProcessSet
+
+KIB = 1024
+K = 8  # the default max_slices
+FILE_SIZE = DEFAULT_BLOCK_SIZE + 512 * KIB  # two blocks, the second partly
+OVERWRITES = 240
+
+
+def started(procs: ProcessSet, secret_file: Path) -> DataCluster:
+    meta = make_meta_cluster(procs, secret_file)
+    meta.start_all()
+    data = make_data_cluster(meta)
+    data.start_all()
+    return data
+
+
+async def slice_counts(meta: MetaClient, ino: int) -> dict[int, int]:
+    reply = await meta.block_maps(ROOT, ino)
+    return {block_map.block: len(block_map.slices) for block_map in reply.blocks}
+
+
+async def read_all(files: FileData, ino: int, size: int) -> bytes:
+    return await files.read(ROOT, ino, 0, size + 1, cached=False)
+
+
+@pytest.mark.timeout(240)
+def test_small_overwrites_end_compacted_with_the_same_bytes(
+    procs: ProcessSet, secret_file: Path
+) -> None:
+    cluster = started(procs, secret_file)
+
+    async def body(meta: MetaClient, files: FileData) -> None:
+        rng = random.Random(2101)
+        model = bytearray(rng.randbytes(FILE_SIZE))
+        ino = (await meta.create(ROOT, ROOT_INO, b"overwritten", 0o644)).ino
+        await files.write(ROOT, ino, 0, bytes(model))
+        for _ in range(OVERWRITES):  # one commit each: a slice per block touched
+            length = rng.randrange(1, 16 * KIB)
+            offset = rng.randrange(0, FILE_SIZE - length)
+            piece = rng.randbytes(length)
+            await files.write(ROOT, ino, offset, piece)
+            model[offset : offset + length] = piece
+        await files.compactor.settled()
+
+        counts = await slice_counts(meta, ino)
+        print(f"\nslices per block after {OVERWRITES} overwrites: {counts}; "
+              f"{files.compactor.compacted} compactions, {files.compactor.refused} refused")
+        assert files.compactor.compacted >= 2  # one per block at least
+        assert set(counts) == {0, 1} and max(counts.values()) <= K
+        assert await read_all(files, ino, FILE_SIZE) == model
+
+    run_with_client(cluster, body)
+
+
+@pytest.mark.timeout(240)
+def test_a_write_between_a_compactions_read_and_commit_is_not_lost(
+    procs: ProcessSet, secret_file: Path
+) -> None:
+    cluster = started(procs, secret_file)
+
+    async def body(meta: MetaClient, files: FileData) -> None:
+        # Slices are piled up (and read back) by a client that never compacts on its
+        # own; the compaction under test is driven step by step; `files` writes
+        # between its steps.
+        piler = FileData(meta, cluster.meta.secret, call_timeout_s=30.0, max_slices=0)
+        compactor = Compactor(piler, K)
+        try:
+            rng = random.Random(2102)
+            model = bytearray(92 * KIB)  # the last piece ends at 92 KiB
+            ino = (await meta.create(ROOT, ROOT_INO, b"raced", 0o644)).ino
+            for index in range(12):  # 4 KiB every 8 KiB: 12 slices, holes between
+                piece = rng.randbytes(4 * KIB)
+                await piler.write(ROOT, ino, index * 8 * KIB, piece)
+                model[index * 8 * KIB : index * 8 * KIB + 4 * KIB] = piece
+            assert await slice_counts(meta, ino) == {0: 12}
+
+            # A write that hides a slice the compaction read: its commit is refused.
+            merged = await compactor.prepare(ROOT, ino, 0, DEFAULT_BLOCK_SIZE)
+            assert merged is not None
+            hiding = rng.randbytes(8 * KIB)
+            await files.write(ROOT, ino, 0, hiding)
+            model[0 : 8 * KIB] = hiding
+            assert not await compactor.install(merged)
+            assert compactor.refused == 1
+            assert await read_all(piler, ino, len(model)) == model
+
+            # A write that hides nothing: the merged chunk goes under it.
+            merged = await compactor.prepare(ROOT, ino, 0, DEFAULT_BLOCK_SIZE)
+            assert merged is not None
+            beside = rng.randbytes(2 * KIB)
+            await files.write(ROOT, ino, 90 * KIB, beside)
+            model[90 * KIB : 92 * KIB] = beside
+            mtime = (await meta.getattr(ROOT, ino)).mtime_ns
+            assert await compactor.install(merged)
+            assert await slice_counts(meta, ino) == {0: len(merged.update.slices) + 1}
+            assert (await meta.getattr(ROOT, ino)).mtime_ns == mtime  # no byte changed
+            assert await read_all(piler, ino, len(model)) == model
+        finally:
+            await piler.close()
+
+    run_with_client(cluster, body)
+
+
+@pytest.mark.timeout(240)
+def test_reads_go_around_a_stopped_first_copy(procs: ProcessSet, secret_file: Path) -> None:
+    cluster = started(procs, secret_file)
+
+    async def body(meta: MetaClient, files: FileData) -> None:
+        rng = random.Random(2103)
+        written: dict[int, bytes] = {}
+        for index in range(16):
+            content = rng.randbytes(128 * KIB)
+            ino = (await meta.create(ROOT, ROOT_INO, f"hedged-{index}".encode(), 0o644)).ino
+            await files.write(ROOT, ino, 0, content)
+            written[ino] = content
+        reader = FileData(meta, cluster.meta.secret, call_timeout_s=30.0)
+        try:
+            ring = await reader.rings.current()
+            chunk_of = {ino: (await meta.block_maps(ROOT, ino)).blocks[0].slices[0].chunk_id
+                        for ino in written}
+            firsts = Counter(ring.read_order(chunk)[0].addr for chunk in chunk_of.values())
+            slow_addr, slowed_reads = firsts.most_common(1)[0]
+            slow = next(cluster.servers[server_id]
+                        for server_id, addr in cluster.addrs.items() if addr == slow_addr)
+            slow.signal(signal.SIGSTOP)
+            try:
+                for ino, content in written.items():
+                    assert await read_all(reader, ino, len(content)) == content
+            finally:
+                slow.signal(signal.SIGCONT)
+            served = reader.chunks.served
+            print(f"\nfirst copies on the stopped server: {slowed_reads} of {len(written)}; "
+                  f"served by {dict(served)}; {reader.chunks.hedged_reads} hedges")
+            assert served[slow_addr] == 0
+            assert sum(served.values()) == len(written)
+            assert reader.chunks.hedged_reads >= slowed_reads
+            assert reader.chunks.hedge_wins >= slowed_reads
+        finally:
+            await reader.close()
+
+    run_with_client(cluster, body)
