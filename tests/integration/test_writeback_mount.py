@@ -1,11 +1,16 @@
 """Write-back through a real mount: thousands of random 4 KiB writes into a 64 MiB file
 are buffered, coalesced and committed by one fsync (one chunk per block touched, one
 commit), and a second mount, whose page cache never held the bytes, reads back exactly
-what a local model holds. The fsync's time is printed, not asserted. Then a data
-server is killed while a writer's uploads are in flight: nothing acknowledged is lost."""
+what a local model holds. The writer's mount then compacts the blocks those writes
+left with hundreds of slices each, in the background: every block ends with at most
+max_slices (counted through the metadata API) and the same bytes. The fsync's time is
+printed, not asserted. Then a data server is killed while a writer's uploads are in
+flight: nothing acknowledged is lost."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import errno
 import os
@@ -17,7 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from dfs.client.data import FileData
+from dfs.client.meta import MetaClient
+from dfs.client.retry import RetryPolicy
+from dfs.client.tuning import ClientTuning
+from dfs.fuse.mount import cluster_target
 from tests.posix.mounts import extra_mount, running_cluster
+from tests.support.data_cluster import ROOT, eventually
 from tests.support.local_cluster import LocalCluster
 
 pytestmark = pytest.mark.fuse
@@ -65,6 +76,33 @@ def test_random_4k_writes_then_fsync_read_back_on_another_mount(cluster: LocalCl
         print(f"read back on a second mount: {time.monotonic() - started:.2f} s")
     assert len(got) == FILE_SIZE
     assert got == bytes(model)
+    asyncio.run(assert_compacted(cluster, path.stat().st_ino, bytes(model)))
+
+
+async def assert_compacted(cluster: LocalCluster, ino: int, model: bytes) -> None:
+    """Every block of the file comes down to max_slices (the mount compacts in the
+    background), and the compacted file reads as the model, through the client
+    library (no page cache or mount in the way)."""
+    addrs, secret = cluster_target(argparse.Namespace(
+        cluster=str(cluster.cluster_file), meta=None, secret=None, insecure=False))
+    meta = MetaClient(addrs, secret, RetryPolicy(deadline_s=30), client_name="compaction-check")
+    await meta.open()
+    files = FileData(meta, secret, call_timeout_s=30.0, max_slices=0)
+    counts: dict[int, int] = {}
+
+    async def compacted() -> bool:
+        reply = await meta.block_maps(ROOT, ino)
+        counts.update({m.block: len(m.slices) for m in reply.blocks})
+        return max(counts.values()) <= ClientTuning.max_slices
+
+    try:
+        await eventually(compacted, "every block within max_slices", within_s=180)
+        print(f"slices per block after compaction: {sorted(counts.values())}")
+        assert len(counts) == FILE_SIZE // (4 * MIB)
+        assert await files.read(ROOT, ino, 0, FILE_SIZE + 1, cached=False) == model
+    finally:
+        await files.close()
+        await meta.close()
 
 
 def test_data_server_killed_while_uploads_are_in_flight(cluster: LocalCluster) -> None:
