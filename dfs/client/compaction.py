@@ -7,7 +7,7 @@ the replaced slices showed, and the metadata service refuses (EAGAIN) a replace 
 slices changed since they were read, so a concurrent write or truncate is never lost;
 a refused or failed compaction leaves only an orphan chunk for the sweep and is tried
 again when the block next grows. It runs in the background after the commits (and
-reads) that show a block over K, never inside a write's acknowledgement.
+reads before them) show a block over K, never inside a write's acknowledgement.
 """
 
 from __future__ import annotations
@@ -66,14 +66,14 @@ class Compactor:
 
     # -- what triggers a compaction ------------------------------------------------
 
-    def saw(self, caller: common_pb2.Caller, ino: int, block: int, slices: int,
-            block_size: int) -> None:
-        """A block map read elsewhere showed `slices`; counts this client already
-        keeps are newer than a map held since open, so only new blocks take it."""
+    def saw(self, ino: int, block: int, slices: int) -> None:
+        """A block map read for a read showed `slices`. Counts this client already
+        keeps are newer than a map held since open, so only new blocks take it. A
+        read alone starts no compaction: every mount reading a file would race to
+        rewrite it; the next commit to the block does."""
         key = (ino, block)
         if key not in self._slices:
             self._track(key, slices)
-            self._start_if_due(caller, key, block_size)
 
     def added(self, caller: common_pb2.Caller, ino: int, block: int, slices: int,
               block_size: int) -> None:

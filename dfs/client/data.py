@@ -293,7 +293,7 @@ class FileData:
         `cached`: through the chunk cache (False for O_DIRECT: neither served nor kept)."""
         if maps is None:
             maps = await self.block_maps(caller, ino, offset, length, block_size)
-        self._count_slices(caller, ino, maps, offset, length, block_size)
+        self._count_slices(ino, maps, offset, length, block_size)
         try:
             return await self._assemble(maps, offset, length, block_size, cached)
         except ChunkMissing as missing:
@@ -310,13 +310,13 @@ class FileData:
         except ChunkMissing as missing:
             raise OSError(errno.EIO, str(missing)) from missing
 
-    def _count_slices(self, caller: common_pb2.Caller, ino: int, maps: BlockMaps, offset: int,
-                      length: int, block_size: int) -> None:
+    def _count_slices(self, ino: int, maps: BlockMaps, offset: int, length: int,
+                      block_size: int) -> None:
         """Tell the compactor how many slices the blocks of a read hold."""
         for block in _blocks_of(offset, length, block_size):
             block_map = maps.by_block.get(block)
             if block_map is not None:
-                self.compactor.saw(caller, ino, block, len(block_map.slices), block_size)
+                self.compactor.saw(ino, block, len(block_map.slices))
 
     async def read_from(self, maps: BlockMaps, offset: int, length: int,
                         block_size: int) -> bytes:
