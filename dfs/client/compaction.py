@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # Compactions in flight at once: each reads and writes up to a block, in the
 # background of the writes that caused it, so few at a time.
 MAX_COMPACTIONS = 2
+# Blocks waiting for one of them; past this a block is left for its next commit, so
+# a burst of writes to many blocks queues no unbounded work.
+MAX_WAITING = 256
 # Blocks whose slice count this client tracks; the least recently touched are
 # forgotten first (a forgotten block is counted again from its next map or commit).
 MAX_TRACKED_BLOCKS = 4096
@@ -89,7 +92,8 @@ class Compactor:
             self._slices.popitem(last=False)
 
     def _start_if_due(self, caller: common_pb2.Caller, key: Key, block_size: int) -> None:
-        if not self.max_slices or self._slices[key] <= self.max_slices or key in self._running:
+        due = self.max_slices and self._slices[key] > self.max_slices
+        if not due or key in self._running or len(self._running) >= MAX_WAITING:
             return
         task = asyncio.ensure_future(self._compact_in_background(caller, *key, block_size))
         self._running[key] = task
