@@ -289,8 +289,8 @@ class FileData:
         cached: bool = True,
     ) -> bytes:
         """Up to `length` bytes at `offset` (fewer past the end of the file). `maps`
-        (from open) saves a GetBlockMap; a chunk missing everywhere refetches them once.
-        `cached`: through the chunk cache (False for O_DIRECT: neither served nor kept)."""
+        (from open) saves a GetBlockMap; a chunk missing everywhere refetches the read's
+        blocks once, and `maps` keeps what was refetched. `cached`: through the chunk cache (False for O_DIRECT: neither served nor kept)."""
         if maps is None:
             maps = await self.block_maps(caller, ino, offset, length, block_size)
         self._count_slices(ino, maps, offset, length, block_size)
@@ -299,8 +299,8 @@ class FileData:
         except ChunkMissing as missing:
             log.info("%s; refetching the block map of inode %d", missing, ino)
         fresh = await self.block_maps(caller, ino, offset, length, block_size)
-        # The caller's maps learn the fresh blocks (a compaction elsewhere replaces
-        # chunks), so its next read there does not miss again.
+        # A compaction (here or on another mount) replaced chunks the caller's maps
+        # still name: they learn the fresh blocks, so the next read there hits.
         fetched = _blocks_of(offset, length, block_size)
         maps.by_block = {
             **{b: m for b, m in maps.by_block.items() if b not in fetched}, **fresh.by_block
