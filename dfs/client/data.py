@@ -290,7 +290,8 @@ class FileData:
     ) -> bytes:
         """Up to `length` bytes at `offset` (fewer past the end of the file). `maps`
         (from open) saves a GetBlockMap; a chunk missing everywhere refetches the read's
-        blocks once, and `maps` keeps what was refetched. `cached`: through the chunk cache (False for O_DIRECT: neither served nor kept)."""
+        blocks once, and `maps` keeps what was refetched. `cached`: through the chunk
+        cache (False for O_DIRECT: neither served nor kept)."""
         if maps is None:
             maps = await self.block_maps(caller, ino, offset, length, block_size)
         self._count_slices(ino, maps, offset, length, block_size)
