@@ -15,10 +15,11 @@ from __future__ import annotations
 import random
 import signal
 from collections import Counter
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
+from dfs.auth import init_cluster_dir
 from dfs.client.compaction import Compactor
 from dfs.client.data import DEFAULT_BLOCK_SIZE, FileData
 from dfs.client.meta import MetaClient
@@ -28,6 +29,7 @@ from tests.support.data_cluster import (
     DataCluster,
     make_data_cluster,
     run_with_client,
+    stop_all_at_once,
 )
 from tests.support.meta_cluster import make_meta_cluster
 from tests.support.procs import ProcessSet
@@ -38,12 +40,21 @@ FILE_SIZE = DEFAULT_BLOCK_SIZE + 512 * KIB  # two blocks, the second partly
 OVERWRITES = 240
 
 
-def started(procs: ProcessSet, secret_file: Path) -> DataCluster:
-    meta = make_meta_cluster(procs, secret_file)
-    meta.start_all()
-    data = make_data_cluster(meta)
-    data.start_all()
-    return data
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataCluster]:
+    """One cluster for the module: each test works on files of its own."""
+    base = tmp_path_factory.mktemp("compaction")
+    procs = ProcessSet(base_dir=base)
+    secret_file, _ = init_cluster_dir(base / "cluster")
+    try:
+        meta = make_meta_cluster(procs, secret_file)
+        meta.start_all()
+        data = make_data_cluster(meta)
+        data.start_all()
+        yield data
+    finally:
+        stop_all_at_once(procs)
+        procs.cleanup()
 
 
 async def slice_counts(meta: MetaClient, ino: int) -> dict[int, int]:
@@ -56,10 +67,7 @@ async def read_all(files: FileData, ino: int, size: int) -> bytes:
 
 
 @pytest.mark.timeout(240)
-def test_small_overwrites_end_compacted_with_the_same_bytes(
-    procs: ProcessSet, secret_file: Path
-) -> None:
-    cluster = started(procs, secret_file)
+def test_small_overwrites_end_compacted_with_the_same_bytes(cluster: DataCluster) -> None:
 
     async def body(meta: MetaClient, files: FileData) -> None:
         rng = random.Random(2101)
@@ -81,14 +89,11 @@ def test_small_overwrites_end_compacted_with_the_same_bytes(
         assert set(counts) == {0, 1} and max(counts.values()) <= K
         assert await read_all(files, ino, FILE_SIZE) == model
 
-    run_with_client(cluster, body)
+    run_with_client(cluster, body, stop_after=False)
 
 
 @pytest.mark.timeout(240)
-def test_a_write_between_a_compactions_read_and_commit_is_not_lost(
-    procs: ProcessSet, secret_file: Path
-) -> None:
-    cluster = started(procs, secret_file)
+def test_a_write_between_a_compactions_read_and_commit_is_not_lost(cluster: DataCluster) -> None:
 
     async def body(meta: MetaClient, files: FileData) -> None:
         # Slices are piled up (and read back) by a client that never compacts on its
@@ -130,12 +135,11 @@ def test_a_write_between_a_compactions_read_and_commit_is_not_lost(
         finally:
             await piler.close()
 
-    run_with_client(cluster, body)
+    run_with_client(cluster, body, stop_after=False)
 
 
 @pytest.mark.timeout(240)
-def test_reads_go_around_a_stopped_first_copy(procs: ProcessSet, secret_file: Path) -> None:
-    cluster = started(procs, secret_file)
+def test_reads_go_around_a_stopped_first_copy(cluster: DataCluster) -> None:
 
     async def body(meta: MetaClient, files: FileData) -> None:
         rng = random.Random(2103)
@@ -170,4 +174,4 @@ def test_reads_go_around_a_stopped_first_copy(procs: ProcessSet, secret_file: Pa
         finally:
             await reader.close()
 
-    run_with_client(cluster, body)
+    run_with_client(cluster, body, stop_after=False)

@@ -299,9 +299,10 @@ async def open_client(cluster: DataCluster) -> tuple[MetaClient, FileData]:
 
 
 def run_with_client(cluster: DataCluster,
-                    body: Callable[[MetaClient, FileData], Awaitable[None]]) -> None:
-    """Run body with an open client, then close it and stop every process of the test
-    together."""
+                    body: Callable[[MetaClient, FileData], Awaitable[None]],
+                    stop_after: bool = True) -> None:
+    """Run body with an open client, then close it and (unless a module shares the
+    cluster: stop_after=False) stop every process of the test together."""
     async def main() -> None:
         client, files = await open_client(cluster)
         try:
@@ -314,7 +315,8 @@ def run_with_client(cluster: DataCluster,
     try:
         asyncio.run(main())
     finally:
-        stop_all_at_once(cluster.meta.procs)
+        if stop_after:
+            stop_all_at_once(cluster.meta.procs)
 
 
 async def write_file(meta: MetaClient, files: FileData, name: str, seed: int,
