@@ -5,6 +5,7 @@ a nemesis, then the checkers. Needs root (namespaces, nftables) and /dev/fuse.
     scripts/faults.py --duration 30m --seed 7 --report run.md
     scripts/faults.py --duration 2m --bug lease-read-without-lease   # must fail
     scripts/faults.py --cleanup        # remove what a killed run left behind
+    scripts/faults.py --failover 20    # failover figures: 20 of each fault (see below)
 
 Exit 0: no acknowledged write lost and no violation; 1: something was; 2: usage.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dfs.paxos.planted import PlantedBug
+from tests.faults.failover import measure_failover
 from tests.faults.nemesis import FAULTS
 from tests.faults.netns import cleanup_leftovers
 from tests.faults.run import RunResult, run_faults
@@ -54,6 +56,20 @@ def report(result: RunResult, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def failover(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    base = args.dir or Path(tempfile.mkdtemp(prefix="dfs-failover-"))
+    wanted = set(args.failover_faults.split(","))
+    count = {kind: args.failover if kind in wanted else 0 for kind in ("kill", "pause", "data")}
+    result = measure_failover(base, count["kill"], count["pause"], count["data"], seed=args.seed,
+                              progress=logging.getLogger("failover").info)
+    text = f"{result.report()}\n\n{result.samples()}\n"
+    print(text + "".join(f"  {line}\n" for line in result.lost + result.violations), end="")
+    if args.report:
+        args.report.write_text(text)
+    return 0 if result.ok else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,12 +87,19 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, help="keep logs here (default: a temp dir)")
     parser.add_argument("--cleanup", action="store_true",
                         help="remove namespaces, links, mounts and processes of dead runs")
+    parser.add_argument("--failover", type=int, metavar="N",
+                        help="instead of a fault run, time failover: N leader kills, N "
+                        "leader pauses and N data-server kills (tests/faults/failover.py)")
+    parser.add_argument("--failover-faults", default="kill,pause,data",
+                        help="which of kill,pause,data --failover makes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cleanup:
         removed = cleanup_leftovers()
         print("\n".join(removed) if removed else "nothing left behind")
         return 0
+    if args.failover:
+        return failover(args)
     kinds = args.faults.split(",") if args.faults else None
     if kinds and set(kinds) - set(FAULTS):
         print(f"faults.py: unknown fault kinds {sorted(set(kinds) - set(FAULTS))}",

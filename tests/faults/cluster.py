@@ -38,8 +38,8 @@ class NsCluster:
         assert self.mount is not None
         return self.mount.path
 
-    def start_mount(self, name: str = "mnt") -> ExtraMount:
-        mount = ExtraMount(self.cluster_file, self.base / name, "")
+    def start_mount(self, name: str = "mnt", options: str = "") -> ExtraMount:
+        mount = ExtraMount(self.cluster_file, self.base / name, options)
         self.network.ledger.add("mounts", str(mount.path))
         mount.start()
         self.network.ledger.add("pids", mount.pid)
