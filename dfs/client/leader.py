@@ -37,6 +37,10 @@ class LeaderTracker:
     def current(self) -> str:
         return self.members[self._current]
 
+    def others(self, addr: str) -> list[str]:
+        """Every member but `addr`, in list order."""
+        return [member for member in self.members if member != addr]
+
     def follow(self, leader_addr: str) -> None:
         """A member named `leader_addr` as leader (it may be new to us)."""
         if leader_addr not in self.members:

@@ -23,8 +23,11 @@ class FakeKvMember(meta_pb2_grpc.KvServicer):
         self.cluster = cluster
         self.addr = ""
         self.seen: list[tuple[int, int]] = []
+        self.stopped = False  # as if SIGSTOPped: takes calls in, never answers
 
     async def Put(self, request: Any, context: Any) -> meta_pb2.KvReply:
+        if self.stopped:
+            await asyncio.Event().wait()
         leader = self.cluster.get("leader")
         if leader != self.addr:
             context.set_trailing_metadata(((LEADER_METADATA_KEY, leader or ""),))
@@ -82,6 +85,28 @@ def test_redirect_then_failover_to_the_new_leader() -> None:
             await channels.call(put_attempt(b"v3"), deadline_s=0.5)
         await channels.close()
         for server, _ in members[:2]:
+            await server.stop(0)
+
+    asyncio.run(scenario())
+
+
+def test_a_stopped_leader_is_left_for_the_one_the_others_follow() -> None:
+    async def scenario() -> None:
+        cluster: dict[str, Any] = {}
+        members = await start_members(3, cluster)
+        (_, old), (_, m1), (_, new) = members
+        cluster["leader"] = old.addr
+        # One attempt could wait out the whole deadline: only asking the others helps.
+        policy = RetryPolicy(deadline_s=20, attempt_timeout_s=20)
+        channels = LeaderChannels([old.addr, m1.addr, new.addr], None, policy)
+        old.stopped = True
+        # The others elect `new` a little later; until then they still name `old`.
+        asyncio.get_running_loop().call_later(0.7, cluster.update, {"leader": new.addr})
+        reply = await channels.call(put_attempt(b"v1"))
+        assert reply.value == b"v1" and new.seen == [(1, 1)] and m1.seen == []
+        assert channels.tracker.current() == new.addr
+        await channels.close()
+        for server, _ in members:
             await server.stop(0)
 
     asyncio.run(scenario())
