@@ -32,8 +32,10 @@ WORKERS = 16
 
 
 # Small write-back buffers, so the exerciser's writes (up to 64 KiB) are sealed and
-# uploaded in the background and committed in order, not only at close.
-MOUNT_OPTIONS = "upload_at=0.125,write_buffer=0.5"
+# uploaded in the background and committed in order, not only at close; and few
+# slices per block, so compactions run all the time beside writes, truncates and
+# reads of the same files.
+MOUNT_OPTIONS = "upload_at=0.125,write_buffer=0.5,max_slices=3"
 
 
 @pytest.fixture(scope="module")
