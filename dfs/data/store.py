@@ -49,6 +49,7 @@ from dfs.data.checksum import (
     first_bad_block,
     header_length_field,
 )
+from dfs.planted import PlantedBug, planted_from_env
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,26 @@ class FileOps:
 
     def unlink(self, path: str) -> None:
         os.unlink(path)
+
+
+class AckBeforeFsyncFileOps(FileOps):
+    """The planted bug `chunk-ack-before-fsync`: fsyncs of files and directories do
+    nothing, so a chunk is acknowledged before it is durable. Test-only (the fault
+    suite's power losses must catch it); chosen by DFS_PLANTED_BUG, never otherwise."""
+
+    def fsync(self, fd: int) -> None:
+        pass
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+
+def default_file_ops() -> FileOps:
+    if PlantedBug.CHUNK_ACK_BEFORE_FSYNC in planted_from_env():
+        log.warning("planted bug %s: chunks are acknowledged before they are durable",
+                    PlantedBug.CHUNK_ACK_BEFORE_FSYNC.value)
+        return AckBeforeFsyncFileOps()
+    return FileOps()
 
 
 class CrashSimulatingFileOps(FileOps):
@@ -287,7 +308,7 @@ class ChunkStore:
 
     def __init__(self, data_dir: Path | str, file_ops: FileOps | None = None) -> None:
         self.root = Path(data_dir)
-        self._ops = file_ops if file_ops is not None else FileOps()
+        self._ops = file_ops if file_ops is not None else default_file_ops()
         self._chunks_dir = str(self.root / CHUNKS_DIR)
         self._temp_dir = str(self.root / TEMP_DIR)
         self._lock = threading.Lock()  # guards the index, the counters, the repair marks

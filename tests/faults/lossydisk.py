@@ -43,14 +43,20 @@ class LossyDisk:
                                          stderr=log, start_new_session=True,
                                          cwd=Path(__file__).resolve().parents[2])
         deadline = time.monotonic() + READY_S
-        while not (is_mounted(self.mountpoint) and self.control.exists()):
+        while not (is_mounted(self.mountpoint) and self._answers()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"lossy disk at {self.mountpoint} did not come up:\n"
                                    f"{self.log_path.read_text()[-3000:]}")
             time.sleep(0.05)
-        self.command("status")
         return self
+
+    def _answers(self) -> bool:
+        try:
+            self.command("status")
+        except OSError:  # not listening yet
+            return False
+        return True
 
     def command(self, words: str) -> str:
         """Send one command; its answer after `ok` (raises on `error`)."""

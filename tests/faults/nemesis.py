@@ -1,7 +1,9 @@
 """The nemesis: one fault at a time, each followed by its heal.
 
 kill -9 and restart of a metadata server (a minority: one of three, only while the
-others run) or of one data server (min_replicas - 1); SIGSTOP/SIGCONT of the
+others run) or of one data server (min_replicas - 1); the same with a power loss
+(its disk drops what it did not fsync), and a power outage of every server at once;
+a data disk that fills up for a while; SIGSTOP/SIGCONT of the
 leader (the classic stale leader); partitions between metadata servers (leader
 isolated, majority/minority, one-way); a lossy link; the leader's replies to the
 clients dropped (answers lost after the commit, so retries must be deduplicated);
@@ -18,7 +20,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 import grpc
@@ -127,26 +129,32 @@ class Nemesis:
             time.sleep(0.05)
         raise TimeoutError("no metadata leader")
 
-    def one_fault(self) -> str:
-        """Inject and heal one fault of a kind that is safe now: a restarted server
-        is not waited for, but nothing more is taken from its group until it serves
-        (at most one metadata server and one data server down at a time)."""
+    def one_fault(self, prefer: Collection[str] = ()) -> str:
+        """Inject and heal one fault of a kind that is safe now (one of `prefer` if
+        any is): a restarted server is not waited for, but nothing more is taken from
+        its group until it serves (at most one metadata server and one data server
+        down at a time)."""
         meta_ok, data_ok = self.all_meta_serving(), self.all_data_serving()
         allowed = [k for k in self.kinds
-                   if (meta_ok or k not in NEEDS_ALL_META) and (data_ok or k != "kill-data")]
+                   if (meta_ok or k not in NEEDS_ALL_META)
+                   and (data_ok or k not in NEEDS_ALL_DATA)]
         if not allowed:
             self.wait_meta_serving()
-            return self.one_fault()
-        kind = self.rng.choice(allowed)
+            return self.one_fault(prefer)
+        kind = self.rng.choice([k for k in allowed if k in prefer] or allowed)
         FAULTS[kind](self)
         self.log.faults[kind] += 1
         return kind
 
     def wait_meta_serving(self, timeout_s: float = 60) -> None:
+        self.wait_serving(self.all_meta_serving, "metadata servers", timeout_s)
+
+    def wait_serving(self, serving: Callable[[], bool], what: str,
+                     timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
-        while not self.all_meta_serving():
+        while not serving():
             if time.monotonic() > deadline:
-                raise TimeoutError("metadata servers not all serving after a heal")
+                raise TimeoutError(f"{what} not all serving after a heal")
             time.sleep(0.1)
 
     # -- faults ---------------------------------------------------------------------
@@ -174,6 +182,48 @@ class Nemesis:
         self.cluster.data.kill(server)
         self.hold()
         self.cluster.restart_data(server)
+
+    def power_loss_data(self) -> None:
+        server = self.rng.choice(sorted(self.cluster.data.addrs))
+        self.note(f"power loss data{server}")
+        self.cluster.data.kill(server)
+        self.note(f"data{server} disk lost {self.cluster.disks[f'data{server}'].power_loss()}")
+        self.hold()
+        self.cluster.restart_data(server)
+
+    def power_loss_meta(self) -> None:
+        node_id = self.rng.choice(self.meta_ids())
+        self.note(f"power loss meta{node_id}")
+        self.cluster.meta.kill(node_id)
+        self.note(f"meta{node_id} disk lost {self.cluster.disks[f'meta{node_id}'].power_loss()}")
+        self.hold()
+        self.cluster.restart_meta(node_id)
+
+    def power_outage(self) -> None:
+        """Every server loses power at once, then all come back: only what each one
+        fsynced survives, so an acknowledgement given before an fsync loses data."""
+        self.note("power outage: every server")
+        procs = [*self.cluster.meta.replicas.values(), *self.cluster.data.servers.values()]
+        for proc in procs:
+            proc.signal(signal.SIGKILL)
+        for proc in procs:
+            proc.popen.wait(timeout=30)
+        for name, disk in self.cluster.disks.items():
+            self.note(f"{name} disk lost {disk.power_loss()}")
+        self.hold()
+        for node_id in self.meta_ids():
+            self.cluster.restart_meta(node_id)
+        for server_id in sorted(self.cluster.data.addrs):
+            self.cluster.restart_data(server_id)
+
+    def data_disk_full(self) -> None:
+        """Writes to one data server's disk fail with ENOSPC for a while."""
+        server = self.rng.choice(sorted(self.cluster.data.addrs))
+        self.note(f"data{server} disk full")
+        disk = self.cluster.disks[f"data{server}"]
+        disk.set_full(True)
+        self.hold()
+        disk.set_full(False)
 
     def pause_meta_leader(self) -> None:
         leader = self.leader()
@@ -282,6 +332,9 @@ class Nemesis:
     def heal_all(self) -> None:
         """Everything back: rules flushed, processes resumed and running."""
         self.cluster.network.heal()
+        for name, disk in self.cluster.disks.items():
+            if name.startswith("data"):
+                disk.set_full(False)
         for node_id, proc in self.cluster.meta.replicas.items():
             proc.signal(signal.SIGCONT)
             if not proc.alive():
@@ -290,12 +343,22 @@ class Nemesis:
             if not proc.alive():
                 self.cluster.restart_data(server_id)
         self.wait_meta_serving()
+        # The final reads need the data servers too: after a power outage every copy
+        # of a chunk may be on a server still starting.
+        self.wait_serving(self.all_data_serving, "data servers", timeout_s=120)
 
 
 # These take or cut off a metadata server: only while all three serve (a minority).
 NEEDS_ALL_META = frozenset({"kill-meta-leader", "kill-meta-follower", "pause-meta-leader",
                             "isolate-meta-leader", "partition-minority",
-                            "one-way-from-leader", "replies-lost", "transfer-leader"})
+                            "one-way-from-leader", "replies-lost", "transfer-leader",
+                            "power-loss-meta", "power-outage"})
+# These take a data server: only while all serve (min_replicas - 1 = 1 at a time).
+NEEDS_ALL_DATA = frozenset({"kill-data", "power-loss-data", "power-outage"})
+# Every run that may inject these does so at least once (in its second half, once
+# there is history to lose): the whole-cluster power cut is what catches an
+# acknowledgement given before an fsync.
+AT_LEAST_ONCE = ("power-outage",)
 
 FAILOVER_LIMIT_S = 60.0
 
@@ -310,4 +373,8 @@ FAULTS = {
     "lossy-link": Nemesis.lossy_link,
     "replies-lost": Nemesis.replies_lost,
     "transfer-leader": Nemesis.transfer_leader,
+    "power-loss-data": Nemesis.power_loss_data,
+    "power-loss-meta": Nemesis.power_loss_meta,
+    "power-outage": Nemesis.power_outage,
+    "data-disk-full": Nemesis.data_disk_full,
 }

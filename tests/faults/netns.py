@@ -20,14 +20,17 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tests.faults.commands import run_command
+
 LEDGER_DIR = Path("/run/dfs-faults")
 PREFIX_STEM = "dfsf"  # every name the suite creates starts with this
 NFT_TABLE = "dfsfault"
 CLIENT = "client"  # the root namespace's end of the bridge (mount, KV clients)
 
 
-def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+def run(*argv: str, check: bool = True,
+        input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    done = run_command(list(argv), input_text)  # not forked here: see tests/faults/commands.py
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
     return done
@@ -39,11 +42,8 @@ def nft(namespace: str, *words: str) -> None:
 
 def nft_batch(namespace: str, commands: list[str]) -> None:
     """Several nft commands in one process (each process costs more than its rules)."""
-    done = subprocess.run(["ip", "netns", "exec", namespace, "nft", "-f", "-"],
-                          input="\n".join(commands) + "\n", capture_output=True, text=True,
-                          timeout=30)
-    if done.returncode != 0:
-        raise RuntimeError(f"nft in {namespace}: {done.stderr.strip()}")
+    run("ip", "netns", "exec", namespace, "nft", "-f", "-",
+        input_text="\n".join(commands) + "\n")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dfs.faults.files import lost_acknowledged, mixed_reads
 from dfs.faults.history import History, Operation, dump_operations
 from dfs.faults.linearizable import DirectoryModel, check_history, first_violation
 from tests.faults.cluster import NsCluster, start_cluster
-from tests.faults.nemesis import Nemesis
+from tests.faults.nemesis import AT_LEAST_ONCE, Nemesis
 from tests.faults.netns import Network, cleanup_leftovers
 from tests.faults.workloads import (
     FileRecords,
@@ -127,7 +127,9 @@ def _run_with_faults(cluster: NsCluster, rng: random.Random, seed: int,
         time.sleep(1.0)  # some history before the first fault
         deadline = time.monotonic() + fault_time_s
         while time.monotonic() < deadline or sum(nemesis.log.faults.values()) < min_faults:
-            nemesis.one_fault()
+            second_half = time.monotonic() > deadline - fault_time_s / 2
+            nemesis.one_fault([k for k in AT_LEAST_ONCE if second_half
+                               and not nemesis.log.faults[k]])
             time.sleep(rng.uniform(0.05, 0.2))
         progress(f"{sum(nemesis.log.faults.values())} faults injected; healing")
         nemesis.heal_all()
@@ -163,7 +165,8 @@ def _check_directories(ops: list[Operation], result: RunResult, base: Path) -> N
 
 
 def read_uncached(path: Path) -> bytes | None:
-    """The file's bytes from the cluster, not from a page cache (None: missing)."""
+    """The file's bytes from the cluster, not from a page cache (None: missing, or
+    unreadable, as when no server holds one of its chunks any more)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -174,6 +177,9 @@ def read_uncached(path: Path) -> bytes | None:
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
         return b"".join(chunks)
+    except OSError as err:
+        log.warning("final read of %s: %s", path, err)
+        return None
     finally:
         os.close(fd)
 

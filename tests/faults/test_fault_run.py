@@ -40,6 +40,7 @@ def test_short_fault_run_loses_no_acknowledged_write(tmp_path: Path) -> None:
                         hold_s=(0.2, 0.6), min_faults=SHORT_MIN_FAULTS)
     print(result.summary())
     assert sum(result.faults.values()) >= SHORT_MIN_FAULTS
+    assert result.faults["power-outage"] >= 1  # what catches chunk-ack-before-fsync
     assert result.kv_answered > 0 and result.files_acked > 0 and result.shared_reads > 0
     assert not result.lost, result.lost
     assert not result.violations, result.violations
@@ -51,6 +52,7 @@ def test_short_fault_run_loses_no_acknowledged_write(tmp_path: Path) -> None:
 PLANTED_RUNS = {
     PlantedBug.LEASE_READ_WITHOUT_LEASE: ["isolate-meta-leader"],
     PlantedBug.APPLY_RETRY_TWICE: ["replies-lost", "kill-meta-leader"],
+    PlantedBug.CHUNK_ACK_BEFORE_FSYNC: ["power-outage"],
 }
 
 
@@ -62,3 +64,17 @@ def test_planted_bug_is_caught(tmp_path: Path, bug: PlantedBug) -> None:
                         kinds=PLANTED_RUNS[bug], hold_s=(3.0, 5.0))
     print(result.summary())
     assert result.violations or result.lost, f"{bug.value} went unnoticed"
+
+
+@pytest.mark.long
+@pytest.mark.timeout(600)
+def test_power_faults_lose_nothing_without_a_planted_bug(tmp_path: Path) -> None:
+    """The run that catches chunk-ack-before-fsync, with every power and disk fault
+    and no bug: every acknowledged byte survives (so the catch is the bug's)."""
+    result = run_faults(tmp_path, seed=2, fault_time_s=90,
+                        kinds=["power-outage", "power-loss-data", "power-loss-meta",
+                               "data-disk-full"], hold_s=(3.0, 5.0))
+    print(result.summary())
+    assert result.faults["power-outage"] >= 1 and result.files_acked > 0
+    assert not result.lost, result.lost
+    assert not result.violations, result.violations

@@ -15,9 +15,9 @@ BROKEN_PROPERTY = {
     PlantedBug.PROMISE_AFTER_RESTART: "still holds a lease",
     PlantedBug.APPLY_RETRY_TWICE: "applied twice",
 }
-# Planted in a server's KV service, outside the core the simulator runs: the fault
-# suite (tests/faults/test_fault_run.py) shows it caught.
-SERVER_ONLY = {PlantedBug.LEASE_READ_WITHOUT_LEASE}
+# Planted in a server's KV service or a data server's chunk store, outside the core the
+# simulator runs: the fault suite (tests/faults/test_fault_run.py) shows them caught.
+SERVER_ONLY = {PlantedBug.LEASE_READ_WITHOUT_LEASE, PlantedBug.CHUNK_ACK_BEFORE_FSYNC}
 
 
 def test_every_planted_bug_has_a_checker() -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +86,9 @@ class ProcessSet:
 
     base_dir: Path
     procs: list[ServerProcess] = field(default_factory=list)
+    # What starts a process: subprocess.Popen, or a stand-in with its calls (the fault
+    # suite starts servers from a helper process: tests/faults/commands.py).
+    popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen
 
     def start(
         self,
@@ -100,7 +103,7 @@ class ProcessSet:
         log_path = self.base_dir / f"{name}.log"
         full_env = {**os.environ, **(env or {}), RUN_TOKEN_ENV: RUN_TOKEN}
         with log_path.open("ab") as log:
-            popen = subprocess.Popen(
+            popen = self.popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
