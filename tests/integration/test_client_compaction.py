@@ -5,9 +5,10 @@ Compaction: a file overwritten in hundreds of small pieces ends with at most K s
 in every block (counted through GetBlockMap) and the same bytes as a local model, while
 writes went on during the background compactions; a write that lands between a
 compaction's read and its commit is never lost (the commit is refused when it hid a
-slice, and lays the merged chunk under it when it did not); a compaction leaves mtime
-as it was. Hedged reads: with the first copy of every chunk on a stopped (SIGSTOP)
-server, every read is answered by another copy, and the counters say which.
+slice, and lays the merged chunk under it when it did not); two clients compacting
+one file as they take turns writing it lose nothing; a compaction leaves mtime as it
+was. Hedged reads: with a stopped (SIGSTOP) server first in the read order of several
+chunks, every read is answered by another copy, and the counters say which.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dfs.client.compaction import Compactor
 from dfs.client.data import DEFAULT_BLOCK_SIZE, FileData
 from dfs.client.meta import MetaClient
 from tests.support.data_cluster import (
+    POLICY,
     ROOT,
     ROOT_INO,
     DataCluster,
@@ -134,6 +136,45 @@ def test_a_write_between_a_compactions_read_and_commit_is_not_lost(cluster: Data
             assert await read_all(piler, ino, len(model)) == model
         finally:
             await piler.close()
+
+    run_with_client(cluster, body, stop_after=False)
+
+
+@pytest.mark.timeout(240)
+def test_two_writers_and_their_compactions_lose_nothing(cluster: DataCluster) -> None:
+    """Two clients (two sessions) take turns writing small pieces into one small file,
+    each compacting past 2 slices in the background while the other writes on: their
+    compactions keep meeting blocks changed under them, and the file ends as the model."""
+
+    async def body(meta: MetaClient, files: FileData) -> None:
+        other_meta = MetaClient(cluster.meta.addr_list, cluster.meta.secret, POLICY,
+                                client_name="other")
+        await other_meta.open()
+        other = FileData(other_meta, cluster.meta.secret, call_timeout_s=30.0, max_slices=2)
+        mine = FileData(meta, cluster.meta.secret, call_timeout_s=30.0, max_slices=2)
+        try:
+            rng = random.Random(2104)
+            model = bytearray(rng.randbytes(256 * KIB))
+            ino = (await meta.create(ROOT, ROOT_INO, b"two-writers", 0o644)).ino
+            await mine.write(ROOT, ino, 0, bytes(model))
+            for turn in range(160):
+                length = rng.randrange(1, 32 * KIB)
+                offset = rng.randrange(0, len(model) - length)
+                piece = rng.randbytes(length)
+                await (mine if turn % 2 else other).write(ROOT, ino, offset, piece)
+                model[offset : offset + length] = piece
+            await mine.compactor.settled()
+            await other.compactor.settled()
+            compactions = mine.compactor.compacted + other.compactor.compacted
+            refused = mine.compactor.refused + other.compactor.refused
+            print(f"\ntwo writers: {compactions} compactions, {refused} refused; "
+                  f"slices now {await slice_counts(meta, ino)}")
+            assert compactions >= 1
+            assert await read_all(files, ino, len(model)) == model
+        finally:
+            await mine.close()
+            await other.close()
+            await other_meta.close()
 
     run_with_client(cluster, body, stop_after=False)
 
