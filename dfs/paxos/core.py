@@ -12,8 +12,10 @@ Driver contract (see docs/paxos.md):
      records are not yet durable, and releases it after `durable()`;
   3. apply `ready.committed` in order, then serve `ready.reads` once applied >=
      read_index;
-  4. when the WAL's fsync covering record `ready.records_upto` completes, call
-     `durable(records_upto, now)` (group commit: one call may cover many Readies).
+  4. when `ready.sync_needed`, fsync the WAL; when the fsync covering record
+     `ready.records_upto` completes, call `durable(records_upto, now)` (group
+     commit: one call may cover many Readies). A Ready whose records are only
+     chosen-point hints needs no fsync of its own: they ride with the next one.
 """
 
 from __future__ import annotations
@@ -114,6 +116,9 @@ class Ready:
     reads: tuple[ReadState, ...] = ()
     snapshots_needed: tuple[SnapshotNeeded, ...] = ()
     snapshots_wanted: tuple[SnapshotWanted, ...] = ()
+    # False when every record is a ChosenRecord: a hint a restart can relearn from
+    # the leader, so it waits for the next fsync instead of costing one.
+    sync_needed: bool = False
 
     def __bool__(self) -> bool:
         return bool(
@@ -208,6 +213,7 @@ class PaxosCore:
         # Output buffers.
         self._records: list[Record] = []
         self._record_index = 0
+        self._sync_index = 0  # last record that must be durable before answers about it
         self.elections_started = 0  # campaigns begun (a metric: leadership churn)
         self._durable_index = 0
         self._held: deque[tuple[int, Outgoing]] = deque()
@@ -411,6 +417,7 @@ class PaxosCore:
         batch = Ready(
             records=tuple(self._records),
             records_upto=self._record_index,
+            sync_needed=any(not isinstance(r, ChosenRecord) for r in self._records),
             messages=tuple(self._messages),
             committed=committed,
             reads=tuple(self._reads),
@@ -430,20 +437,23 @@ class PaxosCore:
     def _append_record(self, record: Record) -> None:
         self._records.append(record)
         self._record_index += 1
+        if not isinstance(record, ChosenRecord):
+            self._sync_index = self._record_index
 
     def _send(self, to: int, message: Message) -> None:
         """Send now: the message promises nothing that is not already durable."""
         self._emit(Outgoing(to, message))
 
     def _send_after_durable(self, to: int, message: Message) -> None:
-        """Send once every record written so far is durable (it answers for them)."""
+        """Send once every record written so far is durable (it answers for them;
+        chosen-point hints excepted: no message vouches for them)."""
         if (
-            self._record_index <= self._durable_index
+            self._sync_index <= self._durable_index
             or PlantedBug.ACK_BEFORE_DURABLE in self._options.planted
         ):
             self._emit(Outgoing(to, message))
         else:
-            self._held.append((self._record_index, Outgoing(to, message)))
+            self._held.append((self._sync_index, Outgoing(to, message)))
 
     def _emit(self, outgoing: Outgoing) -> None:
         if outgoing.to == self.node_id:

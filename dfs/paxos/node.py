@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import struct
@@ -121,6 +122,15 @@ class NodeOptions:
     )
 
 
+def settle_heap() -> None:
+    """Move every object alive now (the restored or snapshotted state, millions of
+    them at scale) out of the cyclic collector's reach: its full passes otherwise
+    walk the whole namespace, pausing the event loop for seconds. State objects are
+    still freed by reference counting when a command drops them."""
+    gc.collect()
+    gc.freeze()
+
+
 def _newest_snapshot_path(directory: Path) -> Path | None:
     paths = sorted(directory.glob("*" + snapshot_files.SUFFIX))
     return paths[-1] if paths else None
@@ -207,6 +217,7 @@ class PaxosNode:
         if latest is not None:
             # The state as of the snapshot; the WAL after it holds the rest.
             self.machine.restore(latest.payload)
+            settle_heap()
             self.snapshot_slot = self.applied_upto = latest.slot
             records.append(SnapshotRecord(latest.slot, latest.config))
         records += [decode_record(payload) for _, payload in replay]
@@ -375,9 +386,12 @@ class PaxosNode:
 
     def _handle(self, ready: Ready) -> None:
         if ready.records:
-            last = self.wal.append([encode_record(r) for r in ready.records])
+            last = self.wal.append(
+                [encode_record(r) for r in ready.records], sync=ready.sync_needed
+            )
             assert last == self._wal_base + ready.records_upto, "WAL and core disagree"
-            self._spawn(self._await_durable(ready.records_upto))
+            if ready.sync_needed:
+                self._spawn(self._await_durable(ready.records_upto))
         for outgoing in ready.messages:
             self._send(outgoing)
         for entry in ready.committed:
@@ -485,6 +499,7 @@ class PaxosNode:
                 snapshot_files.write, self.data_dir / SNAPSHOT_DIR, slot, config, payload
             )
             self.snapshot_slot = max(self.snapshot_slot, slot)
+            settle_heap()
             self.core.compact(slot)
             await self._trim_wal()
             log.info(
@@ -659,6 +674,7 @@ class PaxosNode:
         if snap.slot <= self.applied_upto:
             return paxos_pb2.InstallSnapshotReply(ok=True, received=len(data))
         self.machine.restore(snap.payload)
+        settle_heap()
         self.core.install_snapshot(snap.slot, snap.config, time.monotonic())
         self.applied_upto = self.snapshot_slot = snap.slot
         self._kick()

@@ -239,13 +239,18 @@ class Wal:
 
     # ---------------------------------------------------------------- writing
 
-    def append(self, payloads: list[bytes]) -> int:
-        """Buffer records; returns the index of the last one. Not durable yet."""
+    def append(self, payloads: list[bytes], sync: bool = True) -> int:
+        """Buffer records; returns the index of the last one. Not durable yet.
+
+        With sync=False nothing starts a write: the records wait for the next
+        append that asks for one (or a wait_durable), and share its fsync.
+        """
         if self._failure is not None:
             raise OSError(f"WAL is failed: {self._failure}")
         self._pending.extend(payloads)
         self._next_index += len(payloads)
-        self._wakeup.set()
+        if sync:
+            self._wakeup.set()
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         return self._next_index - 1
@@ -255,6 +260,7 @@ class Wal:
         while self.durable_index < index:
             if self._failure is not None:
                 raise OSError(f"WAL write failed: {self._failure}")
+            self._wakeup.set()  # records appended without sync are wanted now
             self._durable_changed.clear()
             await self._durable_changed.wait()
 

@@ -158,6 +158,8 @@ class SimNode:
         self.pending: list[Record] = []
         self.written_upto = 0
         self.fsync_busy = False
+        self.sync_wanted = False  # pending holds a record that must reach disk
+        self.snapshot_gap = sim.params.snapshot_every  # slots until the next snapshot
         self.core: PaxosCore | None = None
         self.machine: SessionTable | None = None
         self.kv: CountingKv | None = None
@@ -216,12 +218,15 @@ class SimNode:
     def maybe_compact(self) -> None:
         every = self.sim.params.snapshot_every
         taken = self.snapshot[0] if self.snapshot is not None else 0
-        if not every or self.applied - taken < every:
+        if not every or self.applied - taken < self.snapshot_gap:
             return
         core, machine = self.core, self.machine
         assert core is not None and machine is not None
         self.snapshot = (self.applied, core.config_at(self.applied), machine.snapshot())
         core.compact(self.applied)
+        # Each replica snapshots at its own, random points (1 to 2x the interval
+        # apart), so installs and catch-ups meet logs cut anywhere.
+        self.snapshot_gap = self.sim.rng.randint(1, 2 * every)
 
     def send_snapshot(self, to: int) -> None:
         sim = self.sim
@@ -258,6 +263,7 @@ class SimNode:
         self.durable = replay(wal)
         self.pending = []
         self.fsync_busy = False
+        self.sync_wanted = False
         self.core = None
         self.machine = None
         self.waiting.clear()
@@ -316,7 +322,10 @@ class SimNode:
         if ready.records:
             self.pending.extend(ready.records)
             self.written_upto = ready.records_upto
-        if self.pending and not self.fsync_busy:
+            self.sync_wanted |= ready.sync_needed
+        if self.pending and self.sync_wanted and not self.fsync_busy:
+            # Chosen-point hints alone wait for the next record that needs a sync.
+            self.sync_wanted = False
             # Group commit: one fsync covers everything written so far.
             self.fsync_busy = True
             sim.sched.after(

@@ -17,7 +17,13 @@ from dfs.paxos.messages import (
     Prepare,
     Promise,
 )
-from dfs.paxos.records import AcceptRecord, PromiseRecord, RecoveredState, recover
+from dfs.paxos.records import (
+    AcceptRecord,
+    ChosenRecord,
+    PromiseRecord,
+    RecoveredState,
+    recover,
+)
 
 OPTIONS = Options(
     heartbeat_interval=0.01, lease_duration=0.04, lease_drift_margin=0.004, window=4, max_batch=3
@@ -431,3 +437,26 @@ def test_leader_asks_for_a_snapshot_for_a_peer_behind_its_log() -> None:
     assert (1, 3) in net.snapshots_needed
     # The entries it lacks are gone from the leader's log: only a snapshot helps.
     assert net.cores[3].chosen_upto < leader.chosen_upto
+
+
+def test_chosen_point_hint_costs_no_fsync_and_holds_back_no_answer() -> None:
+    core = make(2)
+    ballot = Ballot(1, 1)
+    core.step(Accept(1, ballot, (LogEntry(1, ballot, (b"a",)),), chosen_upto=0), 0.05)
+    first = core.ready()
+    assert first.sync_needed
+    core.durable(first.records_upto, 0.05)
+    core.ready()
+    core.step(Heartbeat(1, ballot, chosen_upto=1, seq=1), 0.06)
+    hint = core.ready()
+    assert hint.records == (ChosenRecord(1),)
+    assert not hint.sync_needed  # the driver may leave it for the next fsync
+    assert sent(hint, HeartbeatAck)  # and the heartbeat's answer does not wait for it
+    # The hint never became durable on its own; the next accept's answer waits only
+    # for the fsync that covers its own record (and the hint with it).
+    core.step(Accept(1, ballot, (LogEntry(2, ballot, (b"b",)),), chosen_upto=1), 0.07)
+    second = core.ready()
+    assert second.sync_needed and not sent(second, Accepted)
+    core.durable(second.records_upto, 0.07)
+    (ack,) = sent(core.ready(), Accepted)
+    assert ack.message.accepted_upto == 2  # type: ignore[union-attr]

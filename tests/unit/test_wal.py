@@ -175,3 +175,22 @@ def test_missing_middle_segment_is_refused(tmp_path: Path) -> None:
     segments[1].unlink()
     with pytest.raises(WalCorruption, match="segment is missing"):
         Wal.open(tmp_path)
+
+
+def test_records_without_sync_wait_for_the_next_fsync(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        wal, _ = Wal.open(tmp_path)
+        hint = wal.append([b"hint"], sync=False)
+        await asyncio.sleep(0.05)
+        assert wal.durable_index < hint and wal.fsync_count == 0  # nothing written for it
+        needed = wal.append([b"needed"])
+        await wal.wait_durable(needed)
+        assert wal.durable_index == needed and wal.fsync_count == 1  # one fsync for both
+        lone = wal.append([b"lone hint"], sync=False)
+        await asyncio.wait_for(wal.wait_durable(lone), 5)  # a waiter asks for the write
+        assert wal.fsync_count == 2
+        wal.append([b"left at close"], sync=False)
+        await asyncio.wait_for(wal.close(), 5)
+
+    run(scenario())
+    assert payloads(tmp_path) == [b"hint", b"needed", b"lone hint", b"left at close"]
