@@ -25,11 +25,16 @@ KV_PAYLOAD = b"k"
 NS_PAYLOAD = b"n"
 _SNAPSHOT_VERSION = 1
 _LEN = struct.Struct(">Q")
+# A KV key costs about a tenth of an inode to encode: steps take keys in that ratio.
+KEYS_PER_INODE = 10
 
 
-def join_router_snapshot(kv_part: bytes, namespace_part: bytes) -> bytes:
-    """The router's snapshot format: version, KV length, KV, namespace."""
-    return bytes([_SNAPSHOT_VERSION]) + _LEN.pack(len(kv_part)) + kv_part + namespace_part
+def router_snapshot_parts(
+    kv_part: bytes | bytearray, namespace_part: bytes
+) -> list[bytes | bytearray]:
+    """The router's snapshot format, in parts to be joined once: version, KV length,
+    KV, namespace."""
+    return [bytes([_SNAPSHOT_VERSION]), _LEN.pack(len(kv_part)), kv_part, namespace_part]
 
 
 class PayloadRouter:
@@ -52,7 +57,7 @@ class PayloadRouter:
         self.namespace.session_closed(session, ctx)
 
     def snapshot(self) -> bytes:
-        return join_router_snapshot(self.kv.snapshot(), self.namespace.snapshot())
+        return b"".join(router_snapshot_parts(self.kv.snapshot(), self.namespace.snapshot()))
 
     def restore(self, data: bytes) -> None:
         if not data or data[0] != _SNAPSHOT_VERSION:
@@ -74,7 +79,7 @@ class MetaStateMachine:
         self.router = PayloadRouter(self.kv, self.namespace)
         self.sessions = sessions.SessionTable(self.router, session_timeout_ns, planted)
         self._snapshot_head = b""
-        self._snapshot_kv: dict[bytes, bytes] = {}
+        self._snapshot_kv = kv.SnapshotEncoder({})
 
     # ---- the log's side -----------------------------------------------------------
 
@@ -106,20 +111,23 @@ class MetaStateMachine:
         """Capture the state as of now. Sessions and KV are copied at once (small);
         the namespace is encoded in steps, copy-on-write, between later commands."""
         self._snapshot_head = self.sessions.snapshot_head()
-        self._snapshot_kv = self.kv.snapshot_copy()
+        self._snapshot_kv = kv.SnapshotEncoder(self.kv.snapshot_copy())
         self.namespace.begin_snapshot()
 
     def snapshot_step(self, max_inodes: int) -> bool:
-        """Encode a little more; True when finish_snapshot is ready (and cheap)."""
+        """Encode a little more (KV keys first, then inodes); True when
+        finish_snapshot is ready (and cheap)."""
+        if not self._snapshot_kv.step(max_inodes * KEYS_PER_INODE):
+            return False
         return self.namespace.snapshot_step(max_inodes)
 
     def finish_snapshot(self) -> bytes:
         """The snapshot begun by begin_snapshot; reads no live state once the steps
         are done, so it may run on a worker thread."""
-        router = join_router_snapshot(
-            kv.encode_snapshot(self._snapshot_kv), self.namespace.finish_snapshot()
+        router = router_snapshot_parts(
+            self._snapshot_kv.finish(), self.namespace.finish_snapshot()
         )
-        return sessions.SessionTable.join_snapshot(self._snapshot_head, router)
+        return sessions.SessionTable.join_snapshot(self._snapshot_head, *router)
 
 
 def session_command(command: sessions.SessionCommand) -> bytes:

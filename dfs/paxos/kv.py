@@ -7,8 +7,11 @@ Owns the KV commands, their results and their encodings; never time or sessions
 
 from __future__ import annotations
 
+import heapq
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from dfs.paxos.machine import ApplyContext
 
@@ -104,12 +107,54 @@ def decode_result(data: bytes) -> KvResult:
 
 
 def encode_snapshot(data: dict[bytes, bytes]) -> bytes:
-    """A snapshot's bytes from a (copied) state: pure, so it may run on a worker thread."""
-    parts = [bytes([_SNAPSHOT_VERSION]), _LEN.pack(len(data))]
-    for key in sorted(data):
-        parts.append(_field(key))
-        parts.append(_field(data[key]))
-    return b"".join(parts)
+    """A snapshot's bytes from a (copied) state, in one go."""
+    encoder = SnapshotEncoder(data)
+    while not encoder.step(len(data) + 1):
+        pass
+    return bytes(encoder.finish())
+
+
+class SnapshotEncoder:
+    """Encodes a copied state a slice at a time, so a replica can apply commands
+    between slices: no step sorts or encodes more than `max_keys` keys (one sort of
+    a million keys would hold the interpreter for half a second). Keys are sorted
+    in runs, then the runs merged, giving the same bytes as one sort: replicas that
+    applied the same commands write identical snapshots."""
+
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self._data = data
+        self._keys = list(data)
+        self._runs: list[list[bytes]] = []
+        self._sorted_upto = 0
+        self._merged: Iterator[bytes] | None = None
+        # Joined a step at a time: one join of millions of small parts at the end
+        # would hold the interpreter for a third of a second.
+        self._encoded = bytearray([_SNAPSHOT_VERSION]) + _LEN.pack(len(data))
+        self._done = False
+
+    def step(self, max_keys: int) -> bool:
+        """Sort or encode up to max_keys more keys; True once finish() is ready."""
+        if self._sorted_upto < len(self._keys):
+            end = self._sorted_upto + max_keys
+            self._runs.append(sorted(self._keys[self._sorted_upto : end]))
+            self._sorted_upto = end
+            return False
+        if self._merged is None:
+            self._merged = heapq.merge(*self._runs)
+        parts = []
+        data = self._data
+        for key in islice(self._merged, max_keys):
+            parts.append(_field(key))
+            parts.append(_field(data[key]))
+        self._encoded += b"".join(parts)
+        self._done = len(parts) < 2 * max_keys
+        return self._done
+
+    def finish(self) -> bytearray:
+        """The snapshot's bytes (not copied: the caller joins them into a larger
+        snapshot); reads nothing live, so it may run on a worker thread."""
+        assert self._done, "finish() before the last step"
+        return self._encoded
 
 
 class KvMachine:

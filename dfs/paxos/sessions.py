@@ -263,8 +263,11 @@ class SessionTable:
         return b"".join(parts)
 
     @staticmethod
-    def join_snapshot(head: bytes, inner: bytes) -> bytes:
-        return head + _U64.pack(len(inner)) + inner
+    def join_snapshot(head: bytes, *inner_parts: bytes | bytearray) -> bytes:
+        """The table's snapshot around the inner machine's, given in parts: one copy
+        of the whole (tens of MB at scale), not one per layer."""
+        length = sum(len(part) for part in inner_parts)
+        return b"".join([head, _U64.pack(length), *inner_parts])
 
     def restore(self, data: bytes) -> None:
         version, time_ns, next_session, round_, node, count = _SNAP_HEAD.unpack_from(data)

@@ -50,12 +50,16 @@ def slot_of(path: Path) -> int:
 
 
 def encode(slot: int, config: Config, payload: bytes) -> bytes:
+    return encode_head(slot, config, payload) + payload
+
+
+def encode_head(slot: int, config: Config, payload: bytes) -> bytes:
+    """Everything of the file before the payload."""
     config_bytes = encode_config(config)
     return (
         HEAD.pack(MAGIC, FORMAT_VERSION, slot, len(config_bytes))
         + config_bytes
         + TAIL.pack(len(payload), xxhash.xxh64_intdigest(payload))
-        + payload
     )
 
 
@@ -82,9 +86,11 @@ def write(directory: Path, slot: int, config: Config, payload: bytes) -> Path:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(encode(slot, config, payload))
-        while view:
-            view = view[os.write(fd, view) :]
+        # Head and payload written apart: no copy of a payload of tens of MB.
+        for part in (encode_head(slot, config, payload), payload):
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
