@@ -267,6 +267,10 @@ class Wal:
     async def _flush_loop(self) -> None:
         while True:
             await self._wakeup.wait()
+            # One turn of the event loop first: calls that already arrived append
+            # their records too, and share this fsync instead of waiting for the
+            # next (costs nothing when the loop is idle).
+            await asyncio.sleep(0)
             self._wakeup.clear()
             if not self._pending:
                 continue
