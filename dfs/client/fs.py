@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 MAX_FILE_SIZE = (1 << 63) - 1
 O_ACCMODE = 0o3
 OPEN_VIEW_TRIES = 5
+
+
+def block_maps_of(reply: meta_pb2.GetBlockMapReply) -> BlockMaps:
+    return BlockMaps(int(reply.size), {block_map.block: block_map for block_map in reply.blocks})
 O_WRONLY = 0o1
 O_TRUNC = 0o1000
 O_APPEND = 0o2000
@@ -117,16 +121,23 @@ class FsClient:
     async def open(
         self, caller: common_pb2.Caller, ino: int, flags: int
     ) -> tuple[Handle, common_pb2.Attr]:
-        opened = await self.meta.open_file(caller, ino, flags)
+        reading = flags & O_ACCMODE != O_WRONLY
+        opened = await self.meta.open_file(caller, ino, flags, with_block_maps=reading)
         attr = opened.attr
-        if flags & O_TRUNC and (attr.size or ino in self.files):
+        truncated = bool(flags & O_TRUNC and (attr.size or ino in self.files))
+        if truncated:
             attr = await self.truncate(caller, ino, 0)
         handle = self._new_handle(caller, ino, flags, opened.block_size or 4 << 20)
-        if flags & O_ACCMODE != O_WRONLY:
+        if reading:
             # Close-to-open: the file is read as one version, the one whose attributes
-            # open returns (the kernel keeps or drops its cache by them).
+            # open returns (the kernel keeps or drops its cache by them). The server
+            # sends the maps of that version with the attributes when the file is
+            # small enough; otherwise (or after our own truncate) they are read apart.
             async with handle.file.lock:
-                attr, handle.file.maps = await self._consistent_view(handle, attr)
+                if opened.HasField("block_maps") and not truncated:
+                    handle.file.maps = block_maps_of(opened.block_maps)
+                else:
+                    attr, handle.file.maps = await self._consistent_view(handle, attr)
         return handle, self.merge_pending(attr)
 
     def _new_handle(
@@ -229,8 +240,7 @@ class FsClient:
             self.data.prefetch(maps, start, stop - start, handle.file.block_size))
     async def _whole_file_maps(self, handle: Handle) -> BlockMaps:
         """Every block map of the file (count 0 = to the end), as of now."""
-        maps, size = await self.meta.get_block_map(handle.caller, handle.ino, 0, 0)
-        return BlockMaps(size, {block_map.block: block_map for block_map in maps})
+        return block_maps_of(await self.meta.block_maps(handle.caller, handle.ino))
 
     async def flush(self, fh: int) -> None:
         open_file = self.handle(fh).file

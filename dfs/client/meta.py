@@ -156,10 +156,14 @@ class MetaClient:
         check(await self._call("Access", request), "access")
 
     async def open_file(
-        self, caller: common_pb2.Caller, ino: int, flags: int
+        self, caller: common_pb2.Caller, ino: int, flags: int, with_block_maps: bool = False
     ) -> meta_pb2.OpenReply:
         request = meta_pb2.OpenRequest(
-            caller=caller, ino=ino, flags=flags, session=self.session.session
+            caller=caller,
+            ino=ino,
+            flags=flags,
+            session=self.session.session,
+            with_block_maps=with_block_maps,
         )
         reply: meta_pb2.OpenReply = check(await self._call("Open", request), "open")
         return reply

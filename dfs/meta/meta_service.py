@@ -38,6 +38,17 @@ from dfs.rpc import common_pb2, meta_pb2, meta_pb2_grpc
 MAX_SESSION_TIMEOUT_MS = 10 * 60 * 1000
 READDIR_PAGE_MAX = 4096
 RING_WATCH_POLL_S = 0.1
+# Block maps sent with an open: a file of up to this many blocks with slices (4 GiB
+# at 4 MiB blocks) in one reply of a few hundred KB at most; bigger files page them.
+OPEN_BLOCK_MAPS_MAX = 1024
+
+
+def block_map_reply(result: BlockMapResult) -> meta_pb2.GetBlockMapReply:
+    return meta_pb2.GetBlockMapReply(
+        errno=result.errno,
+        size=result.size,
+        blocks=[convert.block_map_to_pb(b) for b in result.blocks],
+    )
 
 
 def _attr_reply(result: Result) -> meta_pb2.AttrReply:
@@ -174,15 +185,25 @@ class MetaService(meta_pb2_grpc.MetaServicer):
 
     async def Open(self, request: meta_pb2.OpenRequest, context: Any) -> meta_pb2.OpenReply:
         await self._caller(request, context)
-        result = await self.proposer.query(
-            context, ops.Open(convert.caller_from_pb(request.caller), request.ino, request.flags)
-        )
+        caller = convert.caller_from_pb(request.caller)
+        queries: list[ops.Query] = [ops.Open(caller, request.ino, request.flags)]
+        if request.with_block_maps:
+            queries.append(ops.GetBlockMap(caller, request.ino))
+        result, *maps = await self.proposer.query_together(context, queries)
         assert isinstance(result, OpenResult)
         if result.errno or result.attr is None:
             return meta_pb2.OpenReply(errno=result.errno)
-        return meta_pb2.OpenReply(
+        reply = meta_pb2.OpenReply(
             attr=convert.attr_to_pb(result.attr), block_size=result.block_size
         )
+        blocks = maps[0] if maps else None
+        if (
+            isinstance(blocks, BlockMapResult)
+            and not blocks.errno
+            and len(blocks.blocks) <= OPEN_BLOCK_MAPS_MAX
+        ):
+            reply.block_maps.CopyFrom(block_map_reply(blocks))
+        return reply
 
     async def GetBlockMap(
         self, request: meta_pb2.GetBlockMapRequest, context: Any
@@ -198,11 +219,7 @@ class MetaService(meta_pb2_grpc.MetaServicer):
             ),
         )
         assert isinstance(result, BlockMapResult)
-        return meta_pb2.GetBlockMapReply(
-            errno=result.errno,
-            size=result.size,
-            blocks=[convert.block_map_to_pb(b) for b in result.blocks],
-        )
+        return block_map_reply(result)
 
     async def GetRing(self, request: meta_pb2.GetRingRequest, context: Any) -> common_pb2.Ring:
         result = await self.proposer.query(context, ops.GetRing())

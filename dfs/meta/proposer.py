@@ -72,6 +72,11 @@ class Proposer:
             await abort_stalled(context)
         return self.state.namespace.query(query)
 
+    async def query_together(self, context: Any, queries: list[Query]) -> list[Result]:
+        """Linearizable reads answered from one state: no command applies between them."""
+        first = await self.query(context, queries[0])
+        return [first, *(self.state.namespace.query(q) for q in queries[1:])]
+
 
 async def invalid(context: Any, message: str) -> None:
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)

@@ -1047,12 +1047,17 @@ class OpenRequest(_message.Message):
     INO_FIELD_NUMBER: _builtins.int
     FLAGS_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
+    WITH_BLOCK_MAPS_FIELD_NUMBER: _builtins.int
     ino: _builtins.int
     """The inode."""
     flags: _builtins.int
     """open(2) flags (O_ACCMODE, O_TRUNC is a separate SetAttr)."""
     session: _builtins.int
     """The session that will hold it open (reported with keepalives)."""
+    with_block_maps: _builtins.bool
+    """Also return the file's block maps, read in the same state as the attributes
+    (one round trip for open's close-to-open view instead of three).
+    """
     @_builtins.property
     def caller(self) -> _common_pb2.Caller:
         """Who asks."""
@@ -1064,10 +1069,11 @@ class OpenRequest(_message.Message):
         ino: _builtins.int = ...,
         flags: _builtins.int = ...,
         session: _builtins.int = ...,
+        with_block_maps: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "flags", b"flags", "ino", b"ino", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "flags", b"flags", "ino", b"ino", "session", b"session", "with_block_maps", b"with_block_maps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1082,6 +1088,7 @@ class OpenReply(_message.Message):
     ERRNO_FIELD_NUMBER: _builtins.int
     ATTR_FIELD_NUMBER: _builtins.int
     BLOCK_SIZE_FIELD_NUMBER: _builtins.int
+    BLOCK_MAPS_FIELD_NUMBER: _builtins.int
     errno: _builtins.int
     """errno (0 = success)."""
     block_size: _builtins.int
@@ -1090,16 +1097,23 @@ class OpenReply(_message.Message):
     def attr(self) -> _common_pb2.Attr:
         """Attributes at open."""
 
+    @_builtins.property
+    def block_maps(self) -> Global___GetBlockMapReply:
+        """Set when asked for and the file has few enough blocks to send in one reply;
+        a client reads larger maps with GetBlockMap.
+        """
+
     def __init__(
         self,
         *,
         errno: _builtins.int = ...,
         attr: _common_pb2.Attr | None = ...,
         block_size: _builtins.int = ...,
+        block_maps: Global___GetBlockMapReply | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attr", b"attr"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attr", b"attr", "block_maps", b"block_maps"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attr", b"attr", "block_size", b"block_size", "errno", b"errno"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attr", b"attr", "block_maps", b"block_maps", "block_size", b"block_size", "errno", b"errno"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

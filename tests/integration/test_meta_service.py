@@ -15,6 +15,7 @@ import pytest
 from dfs.auth import aio_channel, init_cluster_dir
 from dfs.client.meta import MetaClient
 from dfs.client.retry import RetryPolicy
+from dfs.meta.meta_service import OPEN_BLOCK_MAPS_MAX
 from dfs.rpc import common_pb2, meta_pb2, meta_pb2_grpc
 from tests.support.meta_cluster import MetaCluster, make_meta_cluster
 from tests.support.procs import ProcessSet
@@ -250,3 +251,37 @@ def test_orphan_held_open_keeps_its_chunks_across_a_leader_change(cluster: MetaC
 
     asyncio.run(scenario())
     restart_dead(cluster)
+
+
+def test_open_returns_the_block_maps_of_the_same_state_up_to_its_limit(
+    cluster: MetaCluster,
+) -> None:
+    """Open with with_block_maps answers attributes and maps from one state (what
+    GetBlockMap says right after); a file with more blocks than one reply carries
+    gets its attributes only, and the client pages the maps itself."""
+    async def scenario() -> None:
+        client = await new_client(cluster)
+        top = await client.mkdir(ROOT, 1, b"open-maps", 0o755)
+        block_size = (await client.getattr(ROOT, top.ino)).blksize or 4 << 20
+        for name, blocks in ((b"small", 3), (b"big", OPEN_BLOCK_MAPS_MAX + 1)):
+            attr = await client.create(ROOT, top.ino, name, 0o644)
+            first, _ = await client.alloc_chunk_ids(blocks)
+            updates = [
+                meta_pb2.BlockUpdate(block=b, slices=[common_pb2.Slice(
+                    offset=0, length=10, chunk_id=first + b, offset_in_chunk=0, epoch=1)])
+                for b in range(blocks)
+            ]
+            await client.commit(ROOT, attr.ino, updates, end=(blocks - 1) * block_size + 10)
+            opened = await client.open_file(ROOT, attr.ino, 0, with_block_maps=True)
+            plain = await client.open_file(ROOT, attr.ino, 0)
+            assert not plain.HasField("block_maps")
+            if blocks > OPEN_BLOCK_MAPS_MAX:
+                assert not opened.HasField("block_maps")
+                continue
+            apart = await client.block_maps(ROOT, attr.ino)
+            assert opened.block_maps == apart
+            assert opened.block_maps.size == opened.attr.size
+            assert [m.block for m in opened.block_maps.blocks] == list(range(blocks))
+        await client.close()
+
+    asyncio.run(scenario())
