@@ -57,7 +57,7 @@ class LeaderFault:
     node: int
     at_wall: float  # time.time() of the signal, to match the servers' logs
     probe_s: float  # signal -> the probe's mkdir completed
-    workload_s: float | None  # signal -> first directory op issued after it completed
+    workload_s: float | None  # signal -> first directory mutation issued after it done
     elected_s: float | None = None  # signal -> the next "leads" line in a replica's log
 
     @property
@@ -83,6 +83,10 @@ class FailoverResult:
     lost: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     load: list[float] = field(default_factory=list)  # 1-minute load average at each fault
+    # Replicas taking office from the first leader fault on: one per leader fault is
+    # the fault's own election; more are elections nobody asked for (a restarted
+    # replica that heard no leader in time deposes the one in office).
+    elections: int = 0
 
     @property
     def ok(self) -> bool:
@@ -103,6 +107,8 @@ class FailoverResult:
             lines.append(f"data server kill -9 x{len(self.reader)}: first read "
                          f"{stats([f.first_read_s for f in self.reader])}; slowest read "
                          f"{stats([f.slowest_read_s for f in self.reader])}")
+        if self.leader:
+            lines.append(f"elections {self.elections} for {len(self.leader)} leader faults")
         load = f"{min(self.load):.1f}-{max(self.load):.1f}" if self.load else "-"
         lines.append(f"directory ops {self.dir_ops}, reads {self.reads}, files acknowledged "
                      f"{self.files_acked}, acknowledged lost {len(self.lost)}, violations "
@@ -198,25 +204,36 @@ def reader_fault_times(reads: list[TimedRead], killed_at: float) -> tuple[float,
     return first.response - killed_at, max(window)
 
 
-def first_answered_after(ops: list[Operation], at: float) -> float | None:
-    """Seconds from `at` to the completion of the first operation issued after it."""
-    answered = [op.response for op in ops if op.invoke >= at and op.answered]
-    return min(answered) - at if answered else None
+# Operations that must have reached the leader when they succeed (a stat, or an
+# ENOENT, may come from the kernel's caches).
+COMMITTED_KINDS = frozenset({"create", "mkdir", "unlink", "rename"})
 
 
-def elected_after(logs: list[Path], at_wall: float, exclude: int) -> float | None:
-    """Seconds from `at_wall` to the first replica other than `exclude` logging that it
-    leads (the servers log local time with milliseconds)."""
+def first_commit_after(ops: list[Operation], at: float) -> float | None:
+    """Seconds from `at` to the completion of the first mutation issued after it that
+    succeeded."""
+    done = [op.response for op in ops
+            if op.invoke >= at and op.answered and op.output == 0 and op.kind in COMMITTED_KINDS]
+    return min(done) - at if done else None
+
+
+def took_office(logs: list[Path]) -> list[tuple[float, int]]:
+    """(wall time, replica) of every "leads" line in the replicas' logs (which hold
+    local time with milliseconds)."""
     found = []
     for path in logs:
         for line in path.read_text(errors="replace").splitlines():
             match = LEADS_LINE.search(line)
-            if match is None or int(match.group(2)) == exclude:
-                continue
-            stamp = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
-            if stamp >= at_wall:
-                found.append(stamp - at_wall)
-    return min(found, default=None)
+            if match is not None:
+                stamp = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+                found.append((stamp, int(match.group(2))))
+    return sorted(found)
+
+
+def elected_after(offices: list[tuple[float, int]], at_wall: float, exclude: int) -> float | None:
+    """Seconds from `at_wall` to the first replica other than `exclude` taking office."""
+    return next((stamp - at_wall for stamp, node in offices
+                 if stamp >= at_wall and node != exclude), None)
 
 
 # -- the run --------------------------------------------------------------------------
@@ -252,7 +269,7 @@ class FailoverRun:
             else:
                 self.cluster.meta.resume(leader)
         time.sleep(SETTLE_S)  # the workload's next operation, if it was held up
-        workload_s = first_answered_after(self.dir_history.operations(), at)
+        workload_s = first_commit_after(self.dir_history.operations(), at)
         self.result.leader.append(LeaderFault(kind, leader, at_wall, probe_s, workload_s))
 
     def data_fault(self, reader: StreamReader) -> None:
@@ -281,9 +298,12 @@ class FailoverRun:
             time.sleep(0.1)
 
     def split_by_logs(self) -> None:
-        logs = [proc.log_path for proc in self.cluster.meta.replicas.values()]
+        offices = took_office([proc.log_path for proc in self.cluster.meta.replicas.values()])
         for fault in self.result.leader:
-            fault.elected_s = elected_after(logs, fault.at_wall, exclude=fault.node)
+            fault.elected_s = elected_after(offices, fault.at_wall, exclude=fault.node)
+        if self.result.leader:
+            first = min(fault.at_wall for fault in self.result.leader)
+            self.result.elections = sum(stamp >= first for stamp, _ in offices)
 
 
 def write_stream_file(path: Path, seed: int) -> bytes:
