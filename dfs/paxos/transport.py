@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,7 +28,12 @@ log = logging.getLogger(__name__)
 
 SEND_QUEUE_LIMIT = 20_000  # messages buffered per peer before the oldest are dropped
 RECONNECT_INITIAL_S = 0.05
-RECONNECT_MAX_S = 1.0
+# Below the shortest election timeout (0.3 s): a replica restarted after a crash must
+# hear the leader before its own election timer runs out, or it campaigns and
+# deposes a healthy leader (with 1 s here every restart after a few seconds down
+# cost one needless election). A refused connection attempt costs next to nothing.
+RECONNECT_MAX_S = 0.1
+STREAM_UP_S = 1.0  # a stream that lasted this long was connected, not refused
 
 InboundHandler = Callable[[paxos_pb2.PeerMessage], None]
 JoinHandler = Callable[[paxos_pb2.JoinRequest], Awaitable[paxos_pb2.JoinReply]]
@@ -36,6 +42,31 @@ SnapshotHandler = Callable[
 ]
 PrepareHandler = Callable[[paxos_pb2.PrepareRequest], Awaitable[paxos_pb2.PrepareReply]]
 OfferHandler = Callable[[paxos_pb2.SnapshotOffer], Awaitable[paxos_pb2.SnapshotHeld]]
+
+
+class _Feed:
+    """The requests of one Stream call: from the peer's queue, until the call is over.
+
+    gRPC pulls them in a task of its own, which it cancels only when the call is
+    cancelled: after a call that failed it would wait on the queue, take the next
+    message and lose it (one lost message per failed attempt while a peer is down,
+    heartbeats among them). `close` ends it.
+    """
+
+    def __init__(self, queue: asyncio.Queue[paxos_pb2.PeerMessage]) -> None:
+        self.queue = queue
+        self.over = False
+        self._puller: asyncio.Task[Any] | None = None
+
+    async def messages(self) -> AsyncIterator[paxos_pb2.PeerMessage]:
+        self._puller = asyncio.current_task()
+        while not self.over:
+            yield await self.queue.get()
+
+    def close(self) -> None:
+        self.over = True
+        if self._puller is not None:
+            self._puller.cancel()
 
 
 class PeerLink:
@@ -61,15 +92,13 @@ class PeerLink:
             self.dropped += 1
         self.queue.put_nowait(message)
 
-    async def _outbound(self) -> AsyncIterator[paxos_pb2.PeerMessage]:
-        while True:
-            yield await self.queue.get()
-
     async def _run(self) -> None:
         backoff = RECONNECT_INITIAL_S
         stub = paxos_pb2_grpc.PaxosStub(self.channel)
         while True:
-            call = stub.Stream(self._outbound())
+            feed = _Feed(self.queue)
+            call = stub.Stream(feed.messages())
+            opened = time.monotonic()
             try:
                 # The stream stays open as long as both sides live; the peer
                 # sends nothing back on it.
@@ -77,16 +106,21 @@ class PeerLink:
                 async for _ in call:
                     pass
             except grpc.aio.AioRpcError as err:
-                if self.connected:
-                    log.info(
-                        "stream to replica %d (%s) broke: %s",
-                        self.peer_id,
-                        self.addr,
-                        err.code().name,
-                    )
+                if time.monotonic() - opened >= STREAM_UP_S:
+                    backoff = RECONNECT_INITIAL_S  # it was up: a new outage
+                # The first failure of an outage is news; the retries while the peer
+                # stays down are not.
+                log.log(
+                    logging.INFO if backoff == RECONNECT_INITIAL_S else logging.DEBUG,
+                    "stream to replica %d (%s) broke: %s",
+                    self.peer_id,
+                    self.addr,
+                    err.code().name,
+                )
             finally:
                 self.connected = False
                 call.cancel()
+                feed.close()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RECONNECT_MAX_S)
 

@@ -72,3 +72,20 @@ def test_stream_delivers_and_reconnects_after_restart() -> None:
         await server.stop(0)
 
     asyncio.run(scenario())
+
+
+def test_a_peer_that_is_down_leaves_no_task_behind_per_attempt() -> None:
+    """gRPC leaves the request puller of a failed stream call waiting on the queue;
+    each would take (and lose) a message once the peer is back."""
+
+    async def scenario() -> None:
+        (addr,) = free_addrs(1)  # nobody listens there: every attempt is refused
+        transport = PeerTransport(self_id=1, secret=None)
+        transport.set_peers({1: "unused", 2: addr})
+        await asyncio.sleep(0.5)
+        before = len(asyncio.all_tasks())
+        await asyncio.sleep(1.5)  # about 15 more attempts at the reconnect ceiling
+        assert len(asyncio.all_tasks()) <= before + 1
+        await transport.close()
+
+    asyncio.run(scenario())
