@@ -14,7 +14,7 @@ from pathlib import Path
 from dfs.localcluster import is_mounted
 
 READY_S = 30.0
-COMMAND_S = 60.0  # a power loss undoes many changes on a loaded machine
+COMMAND_S = 300.0  # generous: one power loss once took minutes to be answered (see docs)
 STOP_S = 20.0
 
 

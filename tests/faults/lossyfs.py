@@ -62,7 +62,10 @@ async def serve_control(ops: LossyOps, socket_path: Path) -> None:
         except OSError as err:
             log.exception("control command %r failed", command)
             reply = f"error {err}"
-        await stream.send_all(reply.encode() + b"\n")
+        try:
+            await stream.send_all(reply.encode() + b"\n")
+        except trio.BrokenResourceError:  # the client gave up waiting: the disk lives on
+            log.warning("control client left before the answer to %r", command)
         await stream.aclose()
 
     await trio.serve_listeners(one_client, [trio.SocketListener(sock)])
@@ -87,7 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ops = LossyOps(os.fsencode(root.resolve()), os.fsencode(trash.resolve()))
     pyfuse3.init(ops, str(args.mountpoint), MOUNT_OPTIONS)
     try:
-        trio.run(serve_until_signal, None, lambda: serve_control(ops, args.control))
+        # One request at a time: with several, pyfuse3 workers race for each request
+        # and the loser blocks the whole loop in a read of /dev/fuse (the control
+        # socket then waits for the next request, which never comes to a dead server's
+        # disk). The handlers never await, so nothing runs in parallel anyway.
+        trio.run(serve_until_signal, 1, lambda: serve_control(ops, args.control))
     finally:
         pyfuse3.close(unmount=True)
     log.info("unmounted %s", args.mountpoint)
