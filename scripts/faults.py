@@ -4,6 +4,7 @@ a nemesis, then the checkers. Needs root (namespaces, nftables) and /dev/fuse.
 
     scripts/faults.py --duration 30m --seed 7 --report run.md
     scripts/faults.py --duration 2m --bug lease-read-without-lease   # must fail
+    scripts/faults.py --duration 90 --bug chunk-ack-before-fsync --faults power-outage
     scripts/faults.py --cleanup        # remove what a killed run left behind
     scripts/faults.py --failover 20    # failover figures: 20 of each fault (see below)
 
@@ -77,7 +78,8 @@ def main() -> int:
                         help="fault time: 90, 90s, 30m, 1h")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bug", choices=[b.value for b in PlantedBug],
-                        help="plant a bug in the metadata servers (the run must fail)")
+                        help="plant a bug in the servers (the run must fail; "
+                        "chunk-ack-before-fsync needs power outages among the faults)")
     parser.add_argument("--faults", help="comma-separated fault kinds (default: all): "
                         + ", ".join(FAULTS))
     parser.add_argument("--min-faults", type=int, default=0)
