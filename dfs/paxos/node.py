@@ -492,8 +492,14 @@ class PaxosNode:
     async def _take_snapshot(self, slot: int, config: Config) -> None:
         started = time.monotonic()
         try:
-            while not self.machine.snapshot_step(self.options.snapshot_step_inodes):
-                await asyncio.sleep(0)  # let the pump apply commands between steps
+            while True:
+                step_started = time.monotonic()
+                if self.machine.snapshot_step(self.options.snapshot_step_inodes):
+                    break
+                # Rest as long as the step ran: commits get at least half of the
+                # event loop however long the snapshot takes (one turn of the loop
+                # per step was not enough when every replica snapshots at once).
+                await asyncio.sleep(time.monotonic() - step_started)
             payload = await asyncio.to_thread(self.machine.finish_snapshot)
             await asyncio.to_thread(
                 snapshot_files.write, self.data_dir / SNAPSHOT_DIR, slot, config, payload
