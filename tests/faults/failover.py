@@ -56,8 +56,9 @@ class LeaderFault:
     kind: str  # "kill" or "pause"
     node: int
     at_wall: float  # time.time() of the signal, to match the servers' logs
+    at: float  # time.monotonic() of the signal, to match the workload's history
     probe_s: float  # signal -> the probe's mkdir completed
-    workload_s: float | None  # signal -> first directory mutation issued after it done
+    workload_s: float | None = None  # signal -> first directory mutation issued after it done
     elected_s: float | None = None  # signal -> the next "leads" line in a replica's log
 
     @property
@@ -268,9 +269,7 @@ class FailoverRun:
                 self.cluster.restart_meta(leader)
             else:
                 self.cluster.meta.resume(leader)
-        time.sleep(SETTLE_S)  # the workload's next operation, if it was held up
-        workload_s = first_commit_after(self.dir_history.operations(), at)
-        self.result.leader.append(LeaderFault(kind, leader, at_wall, probe_s, workload_s))
+        self.result.leader.append(LeaderFault(kind, leader, at_wall, at, probe_s))
 
     def data_fault(self, reader: StreamReader) -> None:
         self.wait_all_serving()
@@ -298,9 +297,13 @@ class FailoverRun:
             time.sleep(0.1)
 
     def split_by_logs(self) -> None:
+        """The times only the whole run can tell: elections from the replicas' logs, and
+        the workload's first mutation after each fault (it may come after a while)."""
         offices = took_office([proc.log_path for proc in self.cluster.meta.replicas.values()])
+        ops = self.dir_history.operations()
         for fault in self.result.leader:
             fault.elected_s = elected_after(offices, fault.at_wall, exclude=fault.node)
+            fault.workload_s = first_commit_after(ops, fault.at)
         if self.result.leader:
             first = min(fault.at_wall for fault in self.result.leader)
             self.result.elections = sum(stamp >= first for stamp, _ in offices)
