@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dfs.paxos.wal import fsync_dir
 from tests.faults.lossydisk import LossyDisk
 
 pytestmark = [pytest.mark.fuse, pytest.mark.timeout(120)]
@@ -38,14 +39,6 @@ def disk(lossy: LossyDisk, request: pytest.FixtureRequest) -> LossyDisk:
 @pytest.fixture
 def mnt(disk: LossyDisk, request: pytest.FixtureRequest) -> Path:
     return disk.mountpoint / str(request.node.name)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_file(path: Path, data: bytes, offset: int = 0, sync: bool = False,
